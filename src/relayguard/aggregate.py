@@ -1,0 +1,282 @@
+"""Per-entity statistics, built in one pass from events and completed messages.
+
+Detectors read only these: memory grows with the number of accounts, client addresses and
+time buckets, never with the length of the log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from .correlate import Message
+from .parse import event as E
+from .parse.event import Event
+
+BUCKET = 600  # seconds: the unit of "burst" and of the per-culprit timelines
+MAX_KEYS = 5000  # distinct senders / recipient domains kept per entity
+EXAMPLES = 3
+LOCAL_SERVICES = frozenset(("local", "virtual", "lmtp", "pipe", "error", "discard", "retry"))
+
+
+def network_of(ip: str) -> str:
+    """The /16 (IPv4) or /32 (IPv6) an address belongs to: a cheap 'how many networks'."""
+    if ":" in ip:
+        parts = ip.split(":")
+        return ":".join(parts[:2]) + "::/32"
+    parts = ip.split(".")
+    return ".".join(parts[:2]) + ".0.0/16" if len(parts) == 4 else ip
+
+
+def domain_of(address: str | None) -> str:
+    if not address:
+        return ""
+    at = address.rfind("@")
+    return address[at + 1:].lower() if at >= 0 else ""
+
+
+def _add(counter: dict[str, int], key: str, n: int = 1) -> None:
+    if key in counter or len(counter) < MAX_KEYS:
+        counter[key] = counter.get(key, 0) + n
+
+
+class SenderStats:
+    """What one sending entity (a SASL account, or an unauthenticated client address) did."""
+
+    __slots__ = ("messages", "recipients", "sent", "deferred", "bounced", "outbound",
+                 "no_message_id", "ips", "names", "senders", "rcpt_domains", "buckets",
+                 "first", "last", "examples", "outbound_domains")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.recipients = 0
+        self.sent = 0
+        self.deferred = 0
+        self.bounced = 0
+        self.outbound = 0  # messages delivered (or tried) to a remote MTA: relayed
+        self.no_message_id = 0
+        self.ips: dict[str, int] = {}
+        self.names: dict[str, int] = {}
+        self.senders: dict[str, int] = {}
+        self.rcpt_domains: dict[str, int] = {}
+        self.outbound_domains: dict[str, int] = {}
+        self.buckets: dict[int, int] = {}
+        self.first: float | None = None
+        self.last: float | None = None
+        self.examples: list[str] = []
+
+    def add(self, m: Message) -> None:
+        self.messages += 1
+        ts = m.first_seen
+        if self.first is None or ts < self.first:
+            self.first = ts
+        if self.last is None or m.last_seen > self.last:
+            self.last = m.last_seen
+        b = int(ts // BUCKET)
+        self.buckets[b] = self.buckets.get(b, 0) + 1
+        if m.client_ip:
+            _add(self.ips, m.client_ip)
+        if m.client_name:
+            _add(self.names, m.client_name)
+        if m.sender is not None:
+            _add(self.senders, m.sender)
+        if m.message_id == "":
+            self.no_message_id += 1
+        final = m.final
+        self.deferred += 1 if final.get("deferred") else 0
+        self.bounced += 1 if (final.get("bounced") or final.get("expired")) else 0
+        self.sent += 1 if final.get("sent") else 0
+        relayed = False
+        for r in m.recipients.values():
+            d = domain_of(r.address)
+            _add(self.rcpt_domains, d)
+            if r.service not in LOCAL_SERVICES and r.relay != "local":
+                relayed = True
+                _add(self.outbound_domains, d)
+        self.recipients += max(len(m.recipients), m.nrcpt or 0)
+        if relayed:
+            self.outbound += 1
+        if m.raw_client and len(self.examples) < EXAMPLES:
+            self.examples.append(m.raw_client)
+
+    def peak_bucket(self) -> tuple[int, int]:
+        """(bucket, messages) of the busiest 10-minute window."""
+        if not self.buckets:
+            return (0, 0)
+        b = max(self.buckets, key=self.buckets.__getitem__)
+        return b, self.buckets[b]
+
+    def typical_bucket(self) -> float:
+        """Median messages in the account's other active windows (0 when there are none)."""
+        if len(self.buckets) < 2:
+            return 0.0
+        vals = sorted(self.buckets.values())[:-1]
+        return float(vals[len(vals) // 2])
+
+
+class AuthStats:
+    """SASL failures from one client address."""
+
+    __slots__ = ("failures", "usernames", "first", "last", "examples", "successes")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.usernames: dict[str, int] = {}
+        self.first: float | None = None
+        self.last: float | None = None
+        self.examples: list[str] = []
+        # Logins that succeeded from this address after failures: (user, ts, failures before, raw).
+        self.successes: list[tuple[str, float, int, str]] = []
+
+
+class CountStats:
+    """Counted occurrences with first/last time and examples (firewall sources, blocklists)."""
+
+    __slots__ = ("count", "first", "last", "examples", "keys", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.examples: list[str] = []
+        self.keys: dict[str, int] = {}
+        self.buckets: dict[int, int] = {}
+
+    def add(self, ts: float, raw: str, key: str | None = None) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = ts
+        self.last = ts
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(raw)
+        if key is not None:
+            _add(self.keys, key)
+        b = int(ts // BUCKET)
+        self.buckets[b] = self.buckets.get(b, 0) + 1
+
+
+class Aggregates:
+    """Everything the detectors need, from one pass over the events."""
+
+    def __init__(self, trusted: Iterable[str] = ()) -> None:
+        self.trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
+        self._trusted_cache: dict[str, bool] = {}
+        self.users: dict[str, SenderStats] = {}
+        self.clients: dict[str, SenderStats] = {}  # unauthenticated smtpd clients
+        self.local: dict[str, SenderStats] = {}  # pickup (sendmail) by uid
+        self.auth: dict[str, AuthStats] = {}
+        self.auth_targets: dict[str, dict[str, int]] = {}  # username → {ip: failures}
+        self.auth_errors = 0
+        self.firewall: dict[str, CountStats] = {}
+        self.blocklists: dict[str, CountStats] = {}
+        self.totals: Counter[str] = Counter()
+        self.senders: Counter[str] = Counter()
+        self.start: float | None = None
+        self.end: float | None = None
+        self.peak_queue = 0
+        self.peak_queue_ts: float | None = None
+
+    def is_trusted(self, ip: str) -> bool:
+        hit = self._trusted_cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = any(addr in net for net in self.trusted)
+            except ValueError:
+                hit = False
+            self._trusted_cache[ip] = hit
+        return hit
+
+    def event(self, ev: Event) -> None:
+        """Account for events that matter beyond one message."""
+        kind = ev.event
+        ts = ev.ts
+        if self.start is None:
+            self.start = ts
+        self.end = ts
+        if kind == E.DELIVERY:
+            st = ev.fields.get("status")
+            if st:
+                self.totals[st] += 1
+                if st != "sent":
+                    self._blocklist_text(ev, ev.fields.get("reason"))
+        elif kind == E.CLIENT:
+            user = ev.fields.get("sasl_username")
+            if user:
+                a = self.auth.get(ev.fields.get("client_ip", ""))
+                if a is not None and a.failures:
+                    a.successes.append((user, ts, a.failures, ev.raw))
+        elif kind == E.AUTH_FAILURE:
+            self.totals["auth_failures"] += 1
+            ip = ev.fields.get("client_ip", "")
+            a = self.auth.get(ip)
+            if a is None:
+                a = self.auth[ip] = AuthStats()
+                a.first = ts
+            a.failures += 1
+            a.last = ts
+            user = ev.fields.get("sasl_username")
+            if user:
+                _add(a.usernames, user)
+                t = self.auth_targets.setdefault(user, {})
+                _add(t, ip)
+            if len(a.examples) < EXAMPLES:
+                a.examples.append(ev.raw)
+        elif kind == E.REJECT:
+            self.totals["rejected"] += 1
+        elif kind == E.REMOTE_REPLY:
+            self._blocklist_text(ev, ev.fields.get("reason"))
+        elif kind == E.FIREWALL:
+            f = ev.fields
+            if f.get("dpt") == 25 and f.get("src"):
+                c = self.firewall.get(f["src"])
+                if c is None:
+                    c = self.firewall[f["src"]] = CountStats()
+                c.add(ts, ev.raw, f.get("dst"))
+        elif kind == E.AUTH_ERROR:
+            self.auth_errors += 1
+
+    def _blocklist_text(self, ev: Event, reason: str | None) -> None:
+        if not reason:
+            return
+        from .detect.blocklisted import blocklist_named  # the detector owns the vocabulary
+
+        name = blocklist_named(reason)
+        if name:
+            c = self.blocklists.get(name)
+            if c is None:
+                c = self.blocklists[name] = CountStats()
+            c.add(ev.ts, ev.raw, ev.fields.get("relay"))
+
+    def message(self, m: Message) -> None:
+        self.totals["messages"] += 1
+        if m.sender is not None and (len(self.senders) < 200_000 or m.sender in self.senders):
+            self.senders[m.sender] += 1
+        if m.sasl_username:
+            s = self.users.get(m.sasl_username)
+            if s is None:
+                s = self.users[m.sasl_username] = SenderStats()
+            s.add(m)
+        elif m.origin == "smtpd" and m.client_ip:
+            s = self.clients.get(m.client_ip)
+            if s is None:
+                s = self.clients[m.client_ip] = SenderStats()
+            s.add(m)
+        elif m.origin == "pickup" and m.uid is not None:
+            s = self.local.get(m.uid)
+            if s is None:
+                s = self.local[m.uid] = SenderStats()
+            s.add(m)
+
+    def queue_depth(self, depth: int, ts: float) -> None:
+        if depth > self.peak_queue:
+            self.peak_queue = depth
+            self.peak_queue_ts = ts
+
+    def summary_totals(self) -> dict[str, Any]:
+        t = self.totals
+        return {"messages": t["messages"], "sent": t["sent"], "deferred": t["deferred"],
+                "bounced": t["bounced"] + t["expired"], "rejected": t["rejected"],
+                "auth_failures": t["auth_failures"]}

@@ -1,0 +1,167 @@
+"""The batch pipeline: sources → parse → correlate → aggregate → detect. `relayguard analyze`
+is a thin layer over `analyze()`; `watch` will reuse the same stages on a sliding window."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import config as config_mod
+from .aggregate import Aggregates
+from .correlate import Correlator, Message
+from .detect import Finding, run
+from .detect.auth_bruteforce import targeted_users
+from .detect.finding import top
+from .parse import Event, LineParser, iso
+from .sources import files
+
+QUEUE_IDLE = 6 * 3600  # a queued message is logged at least every maximal_backoff_time (4000 s)
+FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
+
+
+@dataclass
+class Analysis:
+    findings: list[Finding]
+    aggregates: Aggregates
+    lines: int = 0
+    unparsed: int = 0
+    sources: list[str] = field(default_factory=list)
+    trusted: list[str] = field(default_factory=list)
+    targeted_users: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def worst(self) -> str | None:
+        return self.findings[0].severity if self.findings else None
+
+    def has_high(self) -> bool:
+        return any(f.severity in ("critical", "high") for f in self.findings)
+
+    def totals(self) -> dict[str, Any]:
+        return {"lines": self.lines, "unparsed": self.unparsed,
+                **self.aggregates.summary_totals()}
+
+    def top(self, n: int = 10) -> dict[str, list[dict[str, Any]]]:
+        agg = self.aggregates
+        users = sorted(agg.users.items(), key=lambda kv: (-kv[1].messages, kv[0]))[:n]
+        clients = sorted(agg.clients.items(), key=lambda kv: (-kv[1].messages, kv[0]))[:n]
+        return {
+            "sasl_users": [{"name": u, "messages": s.messages, "recipients": s.recipients,
+                            "client_ips": len(s.ips), "deferred": s.deferred} for u, s in users],
+            "client_ips": [{"ip": ip, "messages": s.messages, "recipients": s.recipients,
+                            "trusted": agg.is_trusted(ip), "authenticated": False}
+                           for ip, s in clients],
+            "senders": [{"sender": s, "messages": c} for s, c in top(dict(agg.senders.most_common(n)), n)],
+            "auth_failures": [{"ip": ip, "failures": a.failures, "usernames": len(a.usernames)}
+                              for ip, a in sorted(agg.auth.items(),
+                                                  key=lambda kv: (-kv[1].failures, kv[0]))[:n]],
+            "targeted_users": self.targeted_users[:n],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        agg = self.aggregates
+        return {
+            "schema": "relayguard.analysis/1",
+            "period": {"start": iso(agg.start), "end": iso(agg.end)},
+            "sources": self.sources,
+            "trusted": self.trusted,
+            "totals": self.totals(),
+            "findings": [f.to_dict() for f in self.findings],
+            "top": self.top(),
+        }
+
+
+def system_trusted() -> list[str]:
+    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped)."""
+    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
+    if not postconf:
+        return list(FALLBACK_TRUSTED)
+    try:
+        out = subprocess.run([postconf, "-h", "mynetworks"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return list(FALLBACK_TRUSTED)
+    return parse_mynetworks(out) or list(FALLBACK_TRUSTED)
+
+
+def parse_mynetworks(text: str) -> list[str]:
+    """Networks of a `mynetworks` value; `type:table` lookups are skipped (not expanded)."""
+    nets = []
+    for tok in text.replace(",", " ").split():
+        if tok.startswith("["):  # IPv6 is written [::1]/128
+            tok = tok.replace("[", "").replace("]", "")
+        elif ":" in tok:
+            continue  # cidr:/etc/postfix/network_table and friends
+        try:
+            nets.append(str(ipaddress.ip_network(tok, strict=False)))
+        except ValueError:
+            continue
+    return nets
+
+
+def events(paths: list[str], year: int | None = None,
+           counters: list[LineParser] | None = None,
+           on_bytes: Callable[[int], None] | None = None) -> Iterator[Event]:
+    """Parsed events from every source, oldest file first. Raises files.InputError."""
+    for path in files.order_by_time(paths):
+        parser = LineParser(year=year, reference=files.mtime(path))
+        if counters is not None:
+            counters.append(parser)
+        parse = parser.parse_bytes
+        for raw in files.open_lines(path):
+            if on_bytes is not None:
+                on_bytes(len(raw))
+            ev = parse(raw)
+            if ev is not None:
+                yield ev
+
+
+def messages(evs: Iterable[Event], sink: Callable[[Event], None] | None = None,
+             depth: Callable[[int, float], None] | None = None) -> Iterator[Message]:
+    """Correlate events into messages (completed first, still-open last)."""
+    corr = Correlator(max_idle=QUEUE_IDLE)
+    feed = corr.feed
+    n = 0
+    for ev in evs:
+        if sink is not None:
+            sink(ev)
+        if ev.queue_id is not None:
+            m = feed(ev)
+            if m is not None:
+                yield m
+            elif depth is not None:
+                depth(len(corr.open), ev.ts)
+        n += 1
+        if n & 0xFFFF == 0:
+            yield from corr.sweep(ev.ts)
+    yield from corr.flush()
+
+
+def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
+            trusted: list[str] | None = None, year: int | None = None,
+            since: float | None = None, until: float | None = None,
+            on_bytes: Callable[[int], None] | None = None) -> Analysis:
+    """Read the logs and return the findings. Raises sources.InputError on unreadable input."""
+    cfg = cfg if cfg is not None else config_mod.load()
+    paths = paths or files.default_logs()
+    trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
+    agg = Aggregates(trusted)
+    parsers: list[LineParser] = []
+    evs: Iterable[Event] = events(paths, year, parsers, on_bytes)
+    if since is not None or until is not None:
+        lo = since if since is not None else float("-inf")
+        hi = until if until is not None else float("inf")
+        evs = (e for e in evs if lo <= e.ts <= hi)
+    for m in messages(evs, agg.event, agg.queue_depth):
+        agg.message(m)
+    cfg_findings = run(agg, cfg)
+    return Analysis(
+        findings=cfg_findings, aggregates=agg,
+        lines=sum(p.lines for p in parsers), unparsed=sum(p.unparsed for p in parsers),
+        sources=list(paths), trusted=list(trusted),
+        targeted_users=targeted_users(agg, cfg),
+    )

@@ -1,0 +1,53 @@
+"""The TOML configuration: bundled defaults (`default.toml`, documented) merged with the user's."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+SYSTEM_CONFIG = Path("/etc/relayguard/relayguard.toml")
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or names unknown settings (message for the user)."""
+
+
+def defaults() -> dict[str, Any]:
+    text = resources.files("relayguard").joinpath("default.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
+    for key, value in extra.items():
+        if key not in base:
+            raise ConfigError(f"unknown setting {where}{key}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            _merge(base[key], value, f"{where}{key}.")
+        else:
+            base[key] = value
+
+
+def load(path: str | Path | None = None) -> dict[str, Any]:
+    """Defaults, overlaid with `path` (or /etc/relayguard/relayguard.toml when present)."""
+    cfg = defaults()
+    if path is None:
+        if not SYSTEM_CONFIG.exists():
+            return cfg
+        path = SYSTEM_CONFIG
+    try:
+        user = tomllib.loads(Path(path).read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    # Sections of later features (watch, policy, state…) pass through untouched.
+    for key, value in user.items():
+        if key in cfg and isinstance(cfg[key], dict) and isinstance(value, dict):
+            _merge(cfg[key], value, f"{key}.")
+        else:
+            cfg[key] = value
+    return cfg

@@ -1,0 +1,148 @@
+"""The queue-ID state machine: gathers one message's lines (smtpd/pickup → cleanup → qmgr →
+smtp/local → removed) into a `Message`. Memory holds only messages still in the queue: a record
+leaves on `removed`, and records silent for longer than `max_idle` (their `removed` line fell
+outside the log) are flushed, so a log of any length runs in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..parse import event as E
+from ..parse.event import Event, iso
+
+MAX_RECIPIENTS_KEPT = 1000  # per message; a 10,000-recipient spam run is counted, not stored
+
+
+class Recipient:
+    __slots__ = ("address", "orig_address", "status", "dsn", "relay", "delay", "reason", "service")
+
+    def __init__(self, ev: Event) -> None:
+        f = ev.fields
+        self.address: str = f.get("recipient", "")
+        self.orig_address: str | None = f.get("orig_recipient")
+        self.status: str | None = f.get("status")
+        self.dsn: str | None = f.get("dsn")
+        self.relay: str | None = f.get("relay")
+        self.delay: str | None = f.get("delay")
+        self.reason: str | None = f.get("reason")
+        self.service: str = ev.service
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "orig_address": self.orig_address, "status": self.status,
+                "dsn": self.dsn, "relay": self.relay, "delay": self.delay, "reason": self.reason}
+
+
+class Message:
+    __slots__ = ("host", "instance", "queue_id", "first_seen", "last_seen", "client_name",
+                 "client_ip", "sasl_method", "sasl_username", "sender", "message_id", "size",
+                 "nrcpt", "removed", "recipients", "uid", "origin", "raw_client", "final")
+
+    def __init__(self, host: str, instance: str, queue_id: str, ts: float) -> None:
+        self.host = host
+        self.instance = instance
+        self.queue_id = queue_id
+        self.first_seen = ts
+        self.last_seen = ts
+        self.client_name: str | None = None
+        self.client_ip: str | None = None
+        self.sasl_method: str | None = None
+        self.sasl_username: str | None = None
+        self.sender: str | None = None
+        self.message_id: str | None = None
+        self.size: int | None = None
+        self.nrcpt: int | None = None
+        self.removed = False
+        # Latest outcome per recipient address (a deferred recipient later sent counts as sent).
+        self.recipients: dict[str, Recipient] = {}
+        self.uid: str | None = None
+        self.origin: str | None = None  # "smtpd", "pickup" (local submission), or None (unknown)
+        self.raw_client: str | None = None  # the `client=` line, kept as evidence
+        self.final: dict[str, int] = {}  # status → count, over every delivery attempt's outcome
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host, "queue_id": self.queue_id,
+            "first_seen": iso(self.first_seen), "last_seen": iso(self.last_seen),
+            "client_name": self.client_name, "client_ip": self.client_ip,
+            "sasl_method": self.sasl_method, "sasl_username": self.sasl_username,
+            "sender": self.sender, "message_id": self.message_id, "size": self.size,
+            "nrcpt": self.nrcpt, "removed": self.removed,
+            "recipients": [r.to_dict() for r in self.recipients.values()],
+        }
+
+
+class Correlator:
+    """Feed events in time order; completed messages come back from `feed`, the rest from `flush`."""
+
+    def __init__(self, max_idle: float = 7 * 86400) -> None:
+        self.open: dict[tuple[str, str, str], Message] = {}
+        self.max_idle = max_idle
+        self._next_sweep = 0.0
+        self.peak_open = 0
+        self.peak_open_ts: float | None = None
+
+    def feed(self, ev: Event) -> Message | None:
+        qid = ev.queue_id
+        if qid is None:
+            return None
+        key = (ev.host, ev.syslog_name.split("/", 1)[0], qid)
+        msg = self.open.get(key)
+        kind = ev.event
+        if msg is None:
+            if kind == E.REMOVED or kind == E.OTHER:
+                return None
+            msg = Message(key[0], key[1], qid, ev.ts)
+            self.open[key] = msg
+            n = len(self.open)
+            if n > self.peak_open:
+                self.peak_open = n
+                self.peak_open_ts = ev.ts
+        msg.last_seen = ev.ts
+        f = ev.fields
+        if kind == E.DELIVERY:
+            r = Recipient(ev)
+            if r.address in msg.recipients or len(msg.recipients) < MAX_RECIPIENTS_KEPT:
+                msg.recipients[r.address] = r
+            st = r.status or "unknown"
+            msg.final[st] = msg.final.get(st, 0) + 1
+        elif kind == E.CLIENT:
+            msg.client_name = f.get("client_name")
+            msg.client_ip = f.get("client_ip")
+            msg.sasl_method = f.get("sasl_method")
+            msg.sasl_username = f.get("sasl_username")
+            msg.origin = "smtpd"
+            msg.raw_client = ev.raw
+        elif kind == E.QUEUED:
+            msg.sender = f.get("sender")
+            msg.size = f.get("size")
+            msg.nrcpt = f.get("nrcpt")
+        elif kind == E.MESSAGE_ID:
+            msg.message_id = f.get("message_id")
+        elif kind == E.REMOVED:
+            msg.removed = True
+            del self.open[key]
+            return msg
+        elif kind == E.PICKUP:
+            msg.uid = f.get("uid")
+            msg.sender = msg.sender or f.get("sender")
+            msg.origin = "pickup"
+            msg.raw_client = ev.raw
+        return None
+
+    def sweep(self, now: float) -> Iterator[Message]:
+        """Yield (and forget) messages idle longer than `max_idle`; cheap to call often."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 3600
+        cutoff = now - self.max_idle
+        stale = [k for k, m in self.open.items() if m.last_seen < cutoff]
+        for k in stale:
+            yield self.open.pop(k)
+
+    def flush(self) -> Iterator[Message]:
+        """Messages still open at the end of input (in the queue, or their end fell outside)."""
+        msgs = sorted(self.open.values(), key=lambda m: m.first_seen)
+        self.open.clear()
+        yield from msgs

@@ -1,0 +1,119 @@
+"""A SASL account sending spam: volume and burst against its own baseline, many addresses and
+networks, deferrals, foreign envelope senders, recipient spread — or a guessed password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..aggregate import BUCKET, Aggregates, SenderStats, network_of
+from ..parse.event import iso
+from .finding import Finding, clamp, cmd, top
+
+
+def _login_matches(login: str, sender: str) -> bool:
+    """Is `sender` plausibly the account's own address (`bob` ↔ `bob@x`, `bob@x` ↔ `bob@x`)?"""
+    s = sender.lower()
+    lg = login.lower()
+    return s == lg or s.split("@", 1)[0] == lg.split("@", 1)[0]
+
+
+def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, int, str]],
+                  cfg: dict[str, Any]) -> Finding | None:
+    reasons: list[str] = []
+    score = 0.0
+    n = s.messages
+    ips = len(s.ips)
+    nets = len({network_of(ip) for ip in s.ips})
+    _, peak = s.peak_bucket()
+    typical = s.typical_bucket()
+    bad = s.deferred + s.bounced
+    bad_ratio = bad / n if n else 0.0
+    foreign = [snd for snd in s.senders if snd and not _login_matches(login, snd)]
+    domains = len(s.rcpt_domains)
+
+    if n >= cfg["min_messages"]:
+        score += 15
+        reasons.append(f"{n} messages")
+    if ips >= cfg["very_many_ips"]:
+        score += 30
+        reasons.append(f"logins from {ips} addresses")
+    elif ips >= cfg["many_ips"]:
+        score += 20
+        reasons.append(f"logins from {ips} addresses")
+    if nets >= cfg["many_networks"]:
+        score += 10
+        reasons.append(f"in {nets} networks")
+    if peak >= cfg["burst_messages"] and peak >= cfg["burst_ratio"] * max(typical, 1.0):
+        score += 25
+        reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
+    if n >= cfg["min_messages"] and bad_ratio >= cfg["deferred_ratio"]:
+        score += 15
+        reasons.append(f"{bad_ratio:.0%} deferred or bounced")
+    if len(foreign) >= cfg["foreign_senders"]:
+        score += 10
+        reasons.append(f"{len(foreign)} envelope senders that are not the login")
+    if domains >= cfg["recipient_domains"]:
+        score += 10
+        reasons.append(f"{domains} recipient domains")
+    if n < cfg["min_messages"]:
+        score = min(score, 35)  # a handful of messages is not an outbreak
+
+    guess = guessed[0] if guessed else None
+    if guess:
+        ip, ts, failures, _raw = guess
+        score = max(score + 20, 95)
+        reasons.insert(0, f"password guessed: {failures} failed logins from {ip} before a success")
+    score = clamp(score)
+    if score < 20:
+        return None
+    f = Finding("compromised_account", login, score,
+                f"Account {login!r}: " + ", ".join(reasons) + ".", s.first, s.last,
+                timeline=dict(s.buckets))
+    f.evidence = {
+        "messages": n, "recipients": s.recipients, "client_ips": ips, "networks": nets,
+        "deferred": s.deferred, "bounced": s.bounced, "deferred_ratio": round(bad_ratio, 3),
+        "peak_10min": peak, "typical_10min": typical, "recipient_domains": domains,
+        "foreign_senders": len(foreign), "top_client_ips": top(s.ips, 5),
+        "top_senders": top(s.senders, 5), "top_recipient_domains": top(s.rcpt_domains, 5),
+        "examples": list(s.examples),
+    }
+    if guess:
+        f.evidence["guessed_from"] = guess[0]
+        f.evidence["guessed_at"] = iso(guess[1])
+        f.evidence["failures_before_success"] = guess[2]
+        f.evidence["examples"].insert(0, guess[3])
+        if f.first_seen is None or guess[1] < f.first_seen:
+            f.first_seen = guess[1]
+    f.action(cmd("relayguard", "lock", login), "refuse this login at once (check_sasl_access)")
+    f.action(cmd("relayguard", "queue", "hold", "--sasl-user", login),
+             "quarantine the mail it queued; release what is legitimate later")
+    f.action(f"change the password of {login} and close its sessions (e.g. "
+             + cmd("bm-cli", "user", "logout", login) + ")",
+             "a locked account is safe only until the password is changed")
+    if guess:
+        f.action(cmd("relayguard", "ban", "add", guess[0]), "the address that guessed the password")
+    return f
+
+
+def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
+    c = cfg["detect"]["compromised_account"]
+    guess_min = cfg["detect"]["auth_bruteforce"]["guess_min_failures"]
+    guessed: dict[str, list[tuple[str, float, int, str]]] = {}
+    for ip, a in agg.auth.items():
+        for user, ts, failures, raw in a.successes:
+            if failures >= guess_min or len(a.usernames) >= 3:
+                guessed.setdefault(user, []).append((ip, ts, failures, raw))
+                break
+    out = []
+    for login, s in agg.users.items():
+        f = score_account(login, s, guessed.pop(login, []), c)
+        if f:
+            out.append(f)
+    for login, g in guessed.items():  # guessed, but sent nothing (yet)
+        f = score_account(login, SenderStats(), g, c)
+        if f:
+            out.append(f)
+    return out
+
+
+__all__ = ["BUCKET", "detect"]

@@ -1,0 +1,72 @@
+"""A host in the trusted networks (or one Postfix let relay without authentication) sending
+spam: burst, many envelope senders, missing Message-ID, deferrals, many recipient domains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..aggregate import Aggregates
+from .finding import Finding, clamp, cmd, top
+
+INFERRED_MIN_DOMAINS = 3  # relayed to this many outside domains: Postfix trusted it
+
+
+def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
+    c = cfg["detect"]["trusted_host_relay"]
+    out = []
+    for ip, s in agg.clients.items():
+        trusted = agg.is_trusted(ip)
+        if not trusted and len(s.outbound_domains) < INFERRED_MIN_DOMAINS:
+            continue  # ordinary inbound mail from the internet
+        n = s.messages
+        reasons: list[str] = []
+        score = 0.0
+        no_mid = s.no_message_id / n if n else 0.0
+        bad = (s.deferred + s.bounced) / n if n else 0.0
+        _, peak = s.peak_bucket()
+        typical = s.typical_bucket()
+        domains = len(s.rcpt_domains)
+        if n >= c["min_messages"]:
+            score += 15
+            reasons.append(f"{n} messages without authentication")
+        if no_mid >= c["missing_message_id_ratio"]:
+            score += 25
+            reasons.append(f"{no_mid:.0%} without Message-ID")
+        if len(s.senders) >= c["senders"]:
+            score += 20
+            reasons.append(f"{len(s.senders)} envelope senders")
+        if n >= c["min_messages"] and bad >= c["deferred_ratio"]:
+            score += 15
+            reasons.append(f"{bad:.0%} deferred or bounced")
+        if domains >= c["recipient_domains"]:
+            score += 10
+            reasons.append(f"{domains} recipient domains")
+        if peak >= c["burst_messages"] and peak >= c["burst_ratio"] * max(typical, 1.0):
+            score += 20
+            reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
+        if n < c["min_messages"]:
+            score = min(score, 35)
+        score = clamp(score)
+        if score < 20:
+            continue
+        name = max(s.names, key=s.names.__getitem__) if s.names else "unknown"
+        how = "trusted network" if trusted else "relayed without authentication (open relay or mynetworks)"
+        f = Finding("trusted_host_relay", ip, score,
+                    f"Host {name}[{ip}] ({how}): " + ", ".join(reasons) + ".",
+                    s.first, s.last, timeline=dict(s.buckets))
+        f.evidence = {
+            "messages": n, "recipients": s.recipients, "client_name": name,
+            "in_trusted_networks": trusted, "missing_message_id": s.no_message_id,
+            "missing_message_id_ratio": round(no_mid, 3), "senders": len(s.senders),
+            "deferred": s.deferred, "bounced": s.bounced, "deferred_ratio": round(bad, 3),
+            "recipient_domains": domains, "peak_10min": peak, "typical_10min": typical,
+            "top_senders": top(s.senders, 5), "top_recipient_domains": top(s.rcpt_domains, 5),
+            "examples": list(s.examples),
+        }
+        f.action(cmd("relayguard", "trusted", "remove", ip),
+                 "take the host out of mynetworks: it must authenticate or stop relaying")
+        f.action(cmd("relayguard", "queue", "hold", "--client-ip", ip),
+                 "quarantine what it queued")
+        f.action(cmd("relayguard", "ban", "add", ip), "refuse its connections until it is cleaned")
+        out.append(f)
+    return out

@@ -1,0 +1,81 @@
+"""The typed record every stage after parsing works on: one log line → one Event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+# Event kinds produced by the parser (the `event` field of `relayguard parse --format jsonl`).
+CONNECT = "connect"
+DISCONNECT = "disconnect"
+CLIENT = "client"
+MESSAGE_ID = "message_id"
+QUEUED = "queued"
+DELIVERY = "delivery"
+REMOVED = "removed"
+EXPIRED = "expired"
+PICKUP = "pickup"
+AUTH_FAILURE = "auth_failure"
+AUTH_ERROR = "auth_error"  # the SASL back end failed: a server fault, not a wrong password
+LOST_CONNECTION = "lost_connection"
+REJECT = "reject"
+BOUNCE_NOTICE = "bounce_notice"
+REMOTE_REPLY = "remote_reply"
+FIREWALL = "firewall"
+OTHER = "other"
+
+
+class Event:
+    """One recognised log line. `fields` holds what the line carries (DESIGN.md field names)."""
+
+    __slots__ = ("ts", "host", "syslog_name", "service", "pid", "queue_id", "event", "fields", "raw")
+
+    def __init__(
+        self,
+        ts: float,
+        host: str,
+        syslog_name: str,
+        service: str,
+        pid: int | None,
+        queue_id: str | None,
+        event: str,
+        fields: dict[str, Any],
+        raw: str,
+    ) -> None:
+        self.ts = ts
+        self.host = host
+        self.syslog_name = syslog_name
+        self.service = service
+        self.pid = pid
+        self.queue_id = queue_id
+        self.event = event
+        self.fields = fields
+        self.raw = raw
+
+    @property
+    def instance(self) -> str:
+        """Postfix instance: `postfix` for `postfix/submission/smtpd`, `postfix-out` for `postfix-out/smtp`."""
+        return self.syslog_name.split("/", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "ts": iso(self.ts),
+            "host": self.host,
+            "syslog_name": self.syslog_name,
+            "service": self.service,
+            "pid": self.pid,
+            "queue_id": self.queue_id,
+            "event": self.event,
+        }
+        d.update(self.fields)
+        return d
+
+    def __repr__(self) -> str:
+        return f"Event({self.event!r}, {self.queue_id!r}, {self.fields!r})"
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 in the local zone (the zone the log was written in)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat()

@@ -1,0 +1,264 @@
+"""What Postfix (and the kernel firewall) said: a message text → (event, queue ID, fields).
+
+Written for speed: one `startswith`/`find` cascade, no regex on the common paths. Addresses
+come from attackers, so every field is data and nothing here assumes it is well formed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import event as E
+
+# Short IDs are hex; long IDs (enable_long_queue_ids) use a base-52 alphabet without vowels.
+QUEUE_ID = re.compile(r"(?:[0-9A-F]{5,12}|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,20})\Z")
+
+POSTFIX_SERVICES = frozenset(
+    """smtpd smtp lmtp qmgr cleanup pickup local virtual pipe bounce defer trace error discard
+    postscreen dnsblog tlsproxy anvil scache tlsmgr trivial-rewrite rewrite showq postlogd verify
+    flush proxymap proxywrite master postsuper postqueue postdrop sendmail postfix-script postmap
+    postalias postmulti postlog oqmgr spawn retry relay submission smtps""".split()
+)
+
+Parsed = tuple[str, "str | None", "dict[str, Any]"]
+
+
+def split_client(text: str) -> tuple[str, str, str | None]:
+    """`name[ip]:port` → (name, ip, port). IPv6 addresses live inside the brackets."""
+    i = text.rfind("[")
+    if i < 0:
+        return text, "", None
+    j = text.find("]", i)
+    if j < 0:
+        return text[:i], text[i + 1:], None
+    port = text[j + 2:] if text[j + 1:j + 2] == ":" else None
+    return text[:i], text[i + 1:j], port or None
+
+
+def _client_fields(text: str, fields: dict[str, Any]) -> None:
+    name, ip, port = split_client(text)
+    fields["client_name"] = name
+    fields["client_ip"] = ip
+    if port:
+        fields["client_port"] = port
+
+
+def _kv(parts: list[str], fields: dict[str, Any], names: dict[str, str]) -> None:
+    for part in parts:
+        k, sep, v = part.partition("=")
+        if sep:
+            name = names.get(k)
+            if name:
+                fields[name] = v
+
+
+_CLIENT_KEYS = {"sasl_method": "sasl_method", "sasl_username": "sasl_username",
+                "sasl_sender": "sasl_sender", "orig_queue_id": "orig_queue_id",
+                "orig_client": "orig_client"}
+_DELIVERY_KEYS = {"relay": "relay", "delay": "delay", "dsn": "dsn", "orig_to": "orig_recipient",
+                  "conn_use": "conn_use"}
+
+
+def _angle(text: str, start: int, stop: str) -> tuple[str, int]:
+    """The address between `<` at `start` and the `>` followed by `stop` (tolerant of junk)."""
+    end = text.find(">" + stop, start)
+    if end < 0:
+        end = text.rfind(">")
+        if end < start:
+            return text[start:], len(text)
+    return text[start:end], end + 1
+
+
+def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
+    """The text after `QUEUEID: `."""
+    c = rest[:4]
+    if c == "clie":
+        if rest.startswith("client="):
+            parts = rest[7:].split(", ")
+            fields: dict[str, Any] = {}
+            _client_fields(parts[0], fields)
+            if len(parts) > 1:
+                _kv(parts[1:], fields, _CLIENT_KEYS)
+            return E.CLIENT, fields
+    elif c == "to=<":
+        addr, end = _angle(rest, 4, ", ")
+        fields = {"recipient": addr}
+        status_at = rest.find(", status=", end)
+        head = rest[end:status_at] if status_at >= 0 else rest[end:]
+        _kv(head.split(", "), fields, _DELIVERY_KEYS)
+        if "orig_recipient" in fields:
+            fields["orig_recipient"] = fields["orig_recipient"].strip("<>")
+        if status_at >= 0:
+            tail = rest[status_at + 9:]
+            sp = tail.find(" ")
+            if sp < 0:
+                fields["status"] = tail
+            else:
+                fields["status"] = tail[:sp]
+                reason = tail[sp + 1:]
+                if reason.startswith("(") and reason.endswith(")"):
+                    reason = reason[1:-1]
+                fields["reason"] = reason
+        return E.DELIVERY, fields
+    elif c == "from":
+        if rest.startswith("from=<"):
+            addr, end = _angle(rest, 6, ", ")
+            fields = {"sender": addr}
+            tail = rest[end:]
+            if ", status=expired" in tail:
+                return E.EXPIRED, fields
+            for part in tail.split(", "):
+                k, sep, v = part.partition("=")
+                if k == "size":
+                    fields["size"] = _int(v)
+                elif k == "nrcpt":
+                    fields["nrcpt"] = _int(v.split(" ", 1)[0])
+            return E.QUEUED, fields
+    elif c == "mess":
+        if rest.startswith("message-id="):
+            mid = rest[11:]
+            if mid.startswith("<") and mid.endswith(">"):
+                mid = mid[1:-1]
+            return E.MESSAGE_ID, {"message_id": mid}
+    elif rest == "removed":
+        return E.REMOVED, {}
+    elif c == "uid=":
+        uid, _, tail = rest[4:].partition(" ")
+        fields = {"uid": uid}
+        if tail.startswith("from=<"):
+            fields["sender"] = _angle(tail, 6, "")[0]
+        return E.PICKUP, fields
+    elif c == "reje" or c == "milt":
+        if rest.startswith("reject: "):
+            return E.REJECT, _reject(rest[8:])
+        if rest.startswith("milter-reject: "):
+            return E.REJECT, _reject(rest[15:])
+    elif c == "host":
+        # `host mx[1.2.3.4] said: 554 ...` / `host mx[...] refused to talk to me: 554 ...`
+        sp = rest.find(" ", 5)
+        if sp > 0:
+            remote = rest[5:sp]
+            colon = rest.find(": ", sp)
+            if colon > 0:
+                return E.REMOTE_REPLY, {"relay": remote, "reason": rest[colon + 2:]}
+    elif c == "send":
+        if rest.startswith("sender non-delivery notification: "):
+            return E.BOUNCE_NOTICE, {"bounce_queue_id": rest[34:].strip()}
+    return E.OTHER, {"text": rest}
+
+
+def _reject(text: str) -> dict[str, Any]:
+    """`RCPT from name[ip]: 554 5.7.1 <x>: Relay access denied; from=<a> to=<b> proto=ESMTP helo=<h>`."""
+    fields: dict[str, Any] = {}
+    stage, _, tail = text.partition(" from ")
+    fields["stage"] = stage
+    client, sep, reply = tail.partition(": ")
+    if not sep:
+        fields["reason"] = text
+        return fields
+    _client_fields(client, fields)
+    semi = reply.rfind("; from=<")
+    if semi < 0:
+        semi = reply.rfind("; proto=")
+    info = ""
+    if semi >= 0:
+        reply, info = reply[:semi], reply[semi + 2:]
+    fields["reason"] = reply
+    code = reply.split(" ", 2)
+    if len(code) > 1 and code[1][:1].isdigit() and "." in code[1]:
+        fields["dsn"] = code[1]
+    if info.startswith("from=<"):
+        fields["sender"], end = _angle(info, 6, " ")
+        info = info[end:].lstrip()
+    if info.startswith("to=<"):
+        fields["recipient"], end = _angle(info, 4, " ")
+        info = info[end:].lstrip()
+    for part in info.split(" "):
+        k, sep, v = part.partition("=")
+        if sep and k in ("proto", "helo"):
+            fields[k] = v.strip("<>")
+    return fields
+
+
+def parse_postfix(message: str) -> Parsed:
+    """A Postfix daemon's message → (event, queue_id, fields)."""
+    colon = message.find(": ")
+    if colon > 0:
+        token = message[:colon]
+        if token == "NOQUEUE":
+            rest = message[colon + 2:]
+            if rest.startswith("reject: "):
+                return E.REJECT, None, _reject(rest[8:])
+            if rest.startswith("filter: ") or rest.startswith("milter-reject: "):
+                return E.OTHER, None, {"text": rest}
+            return E.OTHER, None, {"text": message}
+        if QUEUE_ID.match(token):
+            ev, fields = parse_queue_message(message[colon + 2:])
+            return ev, token, fields
+    if message.startswith("connect from "):
+        fields = {}
+        _client_fields(message[13:], fields)
+        return E.CONNECT, None, fields
+    if message.startswith("disconnect from "):
+        fields = {}
+        client, _, counts = message[16:].partition(" ")
+        _client_fields(client, fields)
+        if counts:
+            fields["commands"] = counts
+        return E.DISCONNECT, None, fields
+    if message.startswith("warning: ") and " authentication failed: " in message:
+        return _auth_failure(message[9:])
+    if message.startswith("lost connection after "):
+        after, _, client = message[22:].partition(" from ")
+        fields = {"after": after}
+        _client_fields(client, fields)
+        return E.LOST_CONNECTION, None, fields
+    return E.OTHER, None, {"text": message}
+
+
+def _auth_failure(text: str) -> Parsed:
+    """`unknown[1.2.3.4]: SASL LOGIN authentication failed: REASON[, sasl_username=U]`."""
+    client, sep, tail = text.partition(": SASL ")
+    if not sep:
+        return E.OTHER, None, {"text": "warning: " + text}
+    fields: dict[str, Any] = {}
+    _client_fields(client, fields)
+    method, _, reason = tail.partition(" authentication failed: ")
+    fields["sasl_method"] = method
+    user_at = reason.rfind(", sasl_username=")
+    if user_at >= 0:
+        fields["sasl_username"] = reason[user_at + 16:]
+        reason = reason[:user_at]
+    fields["reason"] = reason
+    # A dead SASL back end (saslauthd, dovecot auth) is not a password guess.
+    if "Connection lost to authentication server" in reason or "Invalid authentication mechanism" in reason:
+        return E.AUTH_ERROR, None, fields
+    return E.AUTH_FAILURE, None, fields
+
+
+_FIREWALL_KEYS = {"SRC": "src", "DST": "dst", "PROTO": "proto", "SPT": "spt", "DPT": "dpt",
+                  "IN": "in_iface", "OUT": "out_iface"}
+
+
+def parse_firewall(message: str) -> Parsed | None:
+    """iptables/nftables LOG lines: `... IN=eth1 OUT=eth0 SRC=a DST=b ... PROTO=TCP SPT=1 DPT=25`."""
+    if " SRC=" not in message or "DPT=" not in message:
+        return None
+    fields: dict[str, Any] = {}
+    for tok in message.split(" "):
+        k, sep, v = tok.partition("=")
+        if sep:
+            name = _FIREWALL_KEYS.get(k)
+            if name:
+                fields[name] = v
+    if "dpt" in fields:
+        fields["dpt"] = _int(fields["dpt"])
+    return E.FIREWALL, None, fields
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None

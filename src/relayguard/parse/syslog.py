@@ -1,0 +1,124 @@
+"""Syslog headers: classic (`Jun 21 08:34:30 host name[pid]: `), RFC 3339, and journald JSON.
+
+The header tells when, where and who; `parse.postfix` reads what Postfix said. Classic stamps
+carry no year, so `Clock` infers it: from `--year`, else from the file's modification time,
+and it moves to the next year when the month wraps from December to January inside one file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+
+MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+# `Jun 21 08:34:30 host postfix/smtpd[16863]: ` — also `Jun  5`, fractional seconds (postlogd),
+# and names without a pid (`kernel: `).
+CLASSIC = re.compile(
+    r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d)(?:\.\d+)? (\S+) ([^\s\[:]+)(?:\[(\d+)\])?: ?"
+)
+RFC3339 = re.compile(
+    r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (\S+) ([^\s\[:]+)(?:\[(\d+)\])?: ?"
+)
+
+
+class Clock:
+    """Turns syslog stamps into epoch seconds, inferring the year of classic stamps."""
+
+    def __init__(self, year: int | None = None, reference: float | None = None) -> None:
+        # `reference` is when the source was last written (file mtime): its last lines are from
+        # that year, earlier months later in the calendar than it belong to the year before.
+        self.fixed_year = year
+        ref = time.localtime(reference if reference is not None else time.time())
+        self.ref_year = ref.tm_year
+        self.ref_month = ref.tm_mon
+        self.year: int | None = year
+        self.last_month = 0
+        self._cache: dict[tuple[int, str, str], float] = {}
+
+    def classic(self, mon: str, day: str, hms: str) -> float | None:
+        month = MONTHS.get(mon)
+        if month is None:
+            return None
+        if self.year is None:
+            self.year = self.ref_year - 1 if month > self.ref_month else self.ref_year
+        elif self.fixed_year is None and month < self.last_month and self.last_month - month > 6:
+            self.year += 1  # December → January inside one file
+        self.last_month = month
+        key = (self.year, mon, day + hms)
+        ts = self._cache.get(key)
+        if ts is None:
+            try:
+                h, m, s = int(hms[:2]), int(hms[3:5]), int(hms[6:8])
+                ts = time.mktime((self.year, month, int(day), h, m, s, 0, 0, -1))
+            except (ValueError, OverflowError):
+                return None
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = ts
+        return ts
+
+    @staticmethod
+    def rfc3339(stamp: str) -> float | None:
+        try:
+            dt = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            return time.mktime(dt.timetuple()) + dt.microsecond / 1e6
+        return dt.timestamp()
+
+
+class Header:
+    __slots__ = ("ts", "host", "name", "pid", "message")
+
+    def __init__(self, ts: float, host: str, name: str, pid: int | None, message: str) -> None:
+        self.ts = ts
+        self.host = host
+        self.name = name
+        self.pid = pid
+        self.message = message
+
+
+def read_header(line: str, clock: Clock) -> Header | None:
+    """Split a log line into its header and message; None when no header can be read."""
+    if not line:
+        return None
+    first = line[0]
+    if first == "{":
+        return _journald(line)
+    if first.isdigit():
+        m = RFC3339.match(line)
+        if m is None:
+            return None
+        ts = clock.rfc3339(m.group(1))
+        if ts is None:
+            return None
+        pid = m.group(4)
+        return Header(ts, m.group(2), m.group(3), int(pid) if pid else None, line[m.end():])
+    m = CLASSIC.match(line)
+    if m is None:
+        return None
+    ts = clock.classic(m.group(1), m.group(2), m.group(3))
+    if ts is None:
+        return None
+    pid = m.group(6)
+    return Header(ts, m.group(4), m.group(5), int(pid) if pid else None, line[m.end():])
+
+
+def _journald(line: str) -> Header | None:
+    """`journalctl -o json` records: MESSAGE, SYSLOG_IDENTIFIER, _PID, _HOSTNAME, timestamps."""
+    try:
+        rec = json.loads(line)
+        message = rec["MESSAGE"]
+        if isinstance(message, list):  # journald encodes non-UTF-8 messages as byte arrays
+            message = bytes(message).decode("utf-8")
+        ts = int(rec.get("__REALTIME_TIMESTAMP") or rec["_SOURCE_REALTIME_TIMESTAMP"]) / 1e6
+        name = rec.get("SYSLOG_IDENTIFIER") or rec.get("_COMM") or "unknown"
+        pid = rec.get("SYSLOG_PID") or rec.get("_PID")
+        return Header(ts, rec.get("_HOSTNAME", ""), name, int(pid) if pid else None, message)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

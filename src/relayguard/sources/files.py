@@ -1,0 +1,99 @@
+"""Read log files as raw byte lines, decompressing by magic number (rotated logs keep any name)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+MAGIC = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
+SYSTEM_LOGS = ("/var/log/mail.log", "/var/log/maillog")
+
+
+class InputError(Exception):
+    """A source cannot be read; the message is meant for the user, on one line."""
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 — returned to the caller, closed there
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied (try as root or with group adm)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from None
+    head = fh.peek(6)[:6] if hasattr(fh, "peek") else b""
+    for magic, opener in MAGIC:
+        if head.startswith(magic):
+            return opener(fh)  # type: ignore[return-value]
+    return fh
+
+
+def open_lines(path: str) -> Iterator[bytes]:
+    """Yield the raw lines of one source; a damaged compressed stream ends with InputError."""
+    fh = _open(path)
+    try:
+        yield from fh
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise InputError(f"{path}: damaged or truncated compressed data ({exc})") from None
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+
+
+def _rotation_index(path: str) -> int:
+    """`mail.log.2.gz` → 2, `mail.log` → 0: higher numbers are older."""
+    m = re.search(r"\.(\d+)(?:\.(?:gz|bz2|xz))?$", path)
+    return int(m.group(1)) if m else 0
+
+
+def order_by_time(paths: list[str]) -> list[str]:
+    """Oldest first: by rotation number (mail.log.2.gz before mail.log.1 before mail.log), then mtime."""
+    def key(p: str) -> tuple[int, float]:
+        try:
+            mtime = os.stat(p).st_mtime
+        except OSError:
+            mtime = 0.0
+        return (-_rotation_index(p), mtime)
+    if "-" in paths:
+        return paths
+    return sorted(paths, key=key)
+
+
+def mtime(path: str) -> float | None:
+    if path == "-":
+        return None
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def default_logs() -> list[str]:
+    """The system's mail log: Postfix's `maillog_file` when set, else the usual syslog files."""
+    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
+    if postconf:
+        try:
+            out = subprocess.run([postconf, "-h", "maillog_file"], capture_output=True, text=True,
+                                 timeout=10, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out and out.startswith("/") and Path(out).exists():
+            return [out]
+    for p in SYSTEM_LOGS:
+        if Path(p).exists():
+            return [p]
+    raise InputError("no mail log found (/var/log/mail.log, /var/log/maillog, postconf maillog_file): give FILE")
