@@ -5,7 +5,7 @@ Everything lives under one temporary directory (``base``)::
     base/etc/            config_directory: main.cf, master.cf, aliases
     base/spool/          queue_directory
     base/data/           data_directory (owned by the postfix user)
-    base/sasl/           cyrus_sasl_config_path: smtpd.conf and the sasldb2 of the test users
+    base/etc/sasl/       cyrus_sasl_config_path: smtpd.conf and the sasldb2 of the test users
     base/log/maillog     maillog_file, written by postlogd (no syslog involved)
 
 The instance listens on ``127.0.0.1:<free port>`` only (``inet_interfaces = 127.0.0.1``); clients
@@ -254,7 +254,10 @@ class PostfixInstance:
 
     @property
     def sasl_dir(self) -> Path:
-        return self._path("sasl")
+        # Debian's smtpd looks for smtpd.conf in $config_directory/sasl whatever
+        # cyrus_sasl_config_path says (seen with strace), so it lives there; the parameter is
+        # set to the same directory for other builds.
+        return self._path("etc", "sasl")
 
     @property
     def maillog(self) -> Path:
@@ -311,7 +314,7 @@ class PostfixInstance:
 
     def _prepare(self) -> None:
         pf = pwd.getpwnam("postfix")
-        for d in (self.config_dir, self.queue_dir, self.sasl_dir, self.maillog.parent):
+        for d in (self.config_dir, self.queue_dir, self.sasl_dir, self.maillog.parent):  # in order
             d.mkdir(mode=0o755)
         self.data_dir.mkdir(mode=0o700)
         os.chown(self.data_dir, pf.pw_uid, pf.pw_gid)
