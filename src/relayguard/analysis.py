@@ -14,7 +14,8 @@ from typing import Any
 from . import config as config_mod
 from .aggregate import Aggregates
 from .correlate import Correlator, Message
-from .detect import Finding, run
+from .detect import Finding
+from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
 from .detect.finding import top
 from .parse import Event, LineParser, iso
@@ -103,42 +104,52 @@ def parse_mynetworks(text: str) -> list[str]:
     return nets
 
 
-def events(paths: list[str], year: int | None = None,
-           counters: list[LineParser] | None = None,
-           on_bytes: Callable[[int], None] | None = None) -> Iterator[Event]:
-    """Parsed events from every source, oldest file first. Raises files.InputError."""
+def run(paths: list[str], year: int | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        on_message: Callable[[Message], None] | None = None,
+        since: float | None = None, until: float | None = None,
+        on_bytes: Callable[[int], None] | None = None) -> tuple[list[LineParser], Correlator]:
+    """Read every source (oldest first), parse, and correlate: the one loop every batch command
+    shares. Events go to `on_event`; messages to `on_message` as they complete, and those still
+    open at the end last. Raises sources.InputError on unreadable input."""
+    parsers: list[LineParser] = []
+    corr = Correlator(max_idle=QUEUE_IDLE)
+    feed = corr.feed if on_message is not None else None
+    windowed = since is not None or until is not None
+    lo = since if since is not None else float("-inf")
+    hi = until if until is not None else float("inf")
     for path in files.order_by_time(paths):
         parser = LineParser(year=year, reference=files.mtime(path))
-        if counters is not None:
-            counters.append(parser)
-        parse = parser.parse_bytes
-        for raw in files.open_lines(path):
-            if on_bytes is not None:
-                on_bytes(len(raw))
-            ev = parse(raw)
-            if ev is not None:
-                yield ev
+        parsers.append(parser)
+        parse = parser.parse
+        lines: Iterable[str] = files.open_lines(path)
+        if on_bytes is not None:
+            lines = _counted(lines, on_bytes)
+        n = 0
+        for line in lines:
+            ev = parse(line)
+            if ev is None or (windowed and not lo <= ev.ts <= hi):
+                continue
+            if on_event is not None:
+                on_event(ev)
+            if feed is not None and ev.queue_id is not None:
+                m = feed(ev)
+                if m is not None:
+                    on_message(m)  # type: ignore[misc]
+                n += 1
+                if n & 0x3FFF == 0:
+                    for m in corr.sweep(ev.ts):
+                        on_message(m)  # type: ignore[misc]
+    if on_message is not None:
+        for m in corr.flush():
+            on_message(m)
+    return parsers, corr
 
 
-def messages(evs: Iterable[Event], sink: Callable[[Event], None] | None = None,
-             depth: Callable[[int, float], None] | None = None) -> Iterator[Message]:
-    """Correlate events into messages (completed first, still-open last)."""
-    corr = Correlator(max_idle=QUEUE_IDLE)
-    feed = corr.feed
-    n = 0
-    for ev in evs:
-        if sink is not None:
-            sink(ev)
-        if ev.queue_id is not None:
-            m = feed(ev)
-            if m is not None:
-                yield m
-            elif depth is not None:
-                depth(len(corr.open), ev.ts)
-        n += 1
-        if n & 0xFFFF == 0:
-            yield from corr.sweep(ev.ts)
-    yield from corr.flush()
+def _counted(lines: Iterable[str], on_bytes: Callable[[int], None]) -> Iterator[str]:
+    for line in lines:
+        on_bytes(len(line))
+        yield line
 
 
 def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
@@ -150,17 +161,11 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
     paths = paths or files.default_logs()
     trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
     agg = Aggregates(trusted)
-    parsers: list[LineParser] = []
-    evs: Iterable[Event] = events(paths, year, parsers, on_bytes)
-    if since is not None or until is not None:
-        lo = since if since is not None else float("-inf")
-        hi = until if until is not None else float("inf")
-        evs = (e for e in evs if lo <= e.ts <= hi)
-    for m in messages(evs, agg.event, agg.queue_depth):
-        agg.message(m)
-    cfg_findings = run(agg, cfg)
+    parsers, corr = run(paths, year, agg.event, agg.message, since, until, on_bytes)
+    agg.queue_depth(corr.peak_open, corr.peak_open_ts)
+    findings = run_detectors(agg, cfg)
     return Analysis(
-        findings=cfg_findings, aggregates=agg,
+        findings=findings, aggregates=agg,
         lines=sum(p.lines for p in parsers), unparsed=sum(p.unparsed for p in parsers),
         sources=list(paths), trusted=list(trusted),
         targeted_users=targeted_users(agg, cfg),

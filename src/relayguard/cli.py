@@ -21,7 +21,7 @@ from rich.console import Console
 
 from . import config as config_mod
 from .analysis import analyze as run_analysis
-from .analysis import events, messages
+from .analysis import run
 from .parse import LineParser
 from .sources import InputError
 
@@ -193,8 +193,7 @@ def parse(files: tuple[str, ...], fmt: str, stats: bool, out: str | None, year: 
     try:
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
-            for ev in events(paths, year, parsers):
-                _write_jsonl(fh, ev.to_dict())
+            parsers, _ = run(paths, year, on_event=lambda ev: _write_jsonl(fh, ev.to_dict()))
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:
@@ -220,8 +219,7 @@ def messages_cmd(files: tuple[str, ...], fmt: str, out: str | None, year: int | 
     try:
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
-            for m in messages(events(paths, year)):
-                _write_jsonl(fh, m.to_dict())
+            run(paths, year, on_message=lambda m: _write_jsonl(fh, m.to_dict()))
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:

@@ -18,15 +18,24 @@ it coexists with a system Postfix.
 What the log looks like (seen with Postfix 3.7.11 on Debian 12):
 
 * SASL logins: users are created in the realm ``domain`` (``saslpasswd2 -u relayguard.test``)
-  and ``smtpd_sasl_local_domain = $mydomain``, so a client logs in with the bare name
-  (``alice``) *or* the full ``alice@relayguard.test``; the log shows exactly the string the
-  client sent: ``client=unknown[127.0.1.5], sasl_method=LOGIN, sasl_username=alice``.
-* A failed login is logged as ``warning: unknown[127.0.2.9]: SASL LOGIN authentication failed:
-  authentication failure, sasl_username=mallory`` (Postfix >= 3.6 appends ``sasl_username=``)
-  preceded by Cyrus's own ``warning: SASL authentication failure: Password verification failed``.
-* ``local_header_rewrite_clients`` is empty, so cleanup adds no Message-ID for any client, and a
-  message sent without one is logged ``cleanup[..]: QID: message-id=<>`` as a remote relay's
-  would be.
+  and ``smtpd_sasl_local_domain = $mydomain``, so a client may log in with the bare name
+  (``alice``) or the full ``alice@relayguard.test``; either way the log shows the name *with*
+  the realm: ``QID: client=unknown[127.0.1.5], sasl_method=LOGIN,
+  sasl_username=alice@relayguard.test``.  So test code compares with ``f"{user}@{domain}"``
+  (see :meth:`PostfixInstance.login_name`).
+* A failed login (Postfix >= 3.6 appends ``sasl_username=``, also with the realm, also for
+  users that do not exist): ``warning: unknown[127.0.2.9]: SASL LOGIN authentication failed:
+  authentication failure, sasl_username=carol@relayguard.test``; for PLAIN, Cyrus adds its own
+  ``warning: SASL authentication failure: Password verification failed`` line (no IP, no user).
+* With the default ``local_header_rewrite_clients = permit_inet_interfaces`` cleanup invents a
+  Message-ID only for clients connecting from 127.0.0.1 (the inet_interfaces address); other
+  127.x clients, trusted or not, are already logged ``message-id=<>``.  The instance sets the
+  parameter empty so that every client that omits the header, 127.0.0.1 included, is logged
+  ``cleanup[..]: QID: message-id=<>`` like a remote relay.
+* Debian's smtpd reads ``smtpd.conf`` from ``$config_directory/sasl/`` and ignores
+  ``cyrus_sasl_config_path`` (seen with strace), so the SASL files live in ``etc/sasl``.
+* Classic syslog stamps without year or fractions (``Nov 25 02:19:08``), the host is the first
+  label of ``myhostname`` (``mx``), the program ``relayguard-pf/smtpd[5504]`` (``syslog_name``).
 """
 
 from __future__ import annotations
@@ -262,6 +271,13 @@ class PostfixInstance:
     @property
     def maillog(self) -> Path:
         return self._path("log", "maillog")
+
+    def login_name(self, user: str) -> str:
+        """How ``user`` appears as ``sasl_username=`` in the log (with the realm)."""
+        return user if "@" in user else f"{user}@{self.domain}"
+
+    def password(self, user: str) -> str:
+        return self.users[user.partition("@")[0]]
 
     @property
     def address(self) -> tuple[str, int]:

@@ -14,6 +14,12 @@ from . import event as E
 # Short IDs are hex; long IDs (enable_long_queue_ids) use a base-52 alphabet without vowels.
 QUEUE_ID = re.compile(r"(?:[0-9A-F]{5,12}|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,20})\Z")
 
+
+def is_queue_id(token: str) -> bool:
+    """Cheap checks first (this runs on every line): words like `warning` fail at once."""
+    return (5 <= len(token) <= 20 and token.isalnum() and not token.islower()
+            and QUEUE_ID.match(token) is not None)
+
 POSTFIX_SERVICES = frozenset(
     """smtpd smtp lmtp qmgr cleanup pickup local virtual pipe bounce defer trace error discard
     postscreen dnsblog tlsproxy anvil scache tlsmgr trivial-rewrite rewrite showq postlogd verify
@@ -76,30 +82,38 @@ def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
     if c == "clie":
         if rest.startswith("client="):
             parts = rest[7:].split(", ")
-            fields: dict[str, Any] = {}
-            _client_fields(parts[0], fields)
+            first = parts[0]
+            i = first.rfind("[")
+            j = first.find("]", i)
+            if i < 0 or j < 0:
+                fields: dict[str, Any] = {"client_name": first, "client_ip": ""}
+            else:
+                fields = {"client_name": first[:i], "client_ip": first[i + 1:j]}
+                if j + 1 < len(first) and first[j + 1] == ":":
+                    fields["client_port"] = first[j + 2:]
             if len(parts) > 1:
-                _kv(parts[1:], fields, _CLIENT_KEYS)
+                for part in parts[1:]:
+                    k, sep, v = part.partition("=")
+                    name = _CLIENT_KEYS.get(k)
+                    if name:
+                        fields[name] = v
             return E.CLIENT, fields
     elif c == "to=<":
         addr, end = _angle(rest, 4, ", ")
         fields = {"recipient": addr}
         status_at = rest.find(", status=", end)
-        head = rest[end:status_at] if status_at >= 0 else rest[end:]
-        _kv(head.split(", "), fields, _DELIVERY_KEYS)
+        for part in (rest[end + 2:status_at] if status_at >= 0 else rest[end + 2:]).split(", "):
+            k, sep, v = part.partition("=")
+            name = _DELIVERY_KEYS.get(k)
+            if name:
+                fields[name] = v
         if "orig_recipient" in fields:
             fields["orig_recipient"] = fields["orig_recipient"].strip("<>")
         if status_at >= 0:
-            tail = rest[status_at + 9:]
-            sp = tail.find(" ")
-            if sp < 0:
-                fields["status"] = tail
-            else:
-                fields["status"] = tail[:sp]
-                reason = tail[sp + 1:]
-                if reason.startswith("(") and reason.endswith(")"):
-                    reason = reason[1:-1]
-                fields["reason"] = reason
+            status, sp, reason = rest[status_at + 9:].partition(" ")
+            fields["status"] = status
+            if sp:
+                fields["reason"] = reason[1:-1] if reason[:1] == "(" and reason[-1:] == ")" else reason
         return E.DELIVERY, fields
     elif c == "from":
         if rest.startswith("from=<"):
@@ -193,7 +207,7 @@ def parse_postfix(message: str) -> Parsed:
             if rest.startswith("filter: ") or rest.startswith("milter-reject: "):
                 return E.OTHER, None, {"text": rest}
             return E.OTHER, None, {"text": message}
-        if QUEUE_ID.match(token):
+        if is_queue_id(token):
             ev, fields = parse_queue_message(message[colon + 2:])
             return ev, token, fields
     if message.startswith("connect from "):

@@ -38,6 +38,7 @@ class Clock:
         self.year: int | None = year
         self.last_month = 0
         self._cache: dict[tuple[int, str, str], float] = {}
+        self.seen: dict[str, float] = {}  # stamp → epoch, for the current year (the fast path)
 
     def classic(self, mon: str, day: str, hms: str) -> float | None:
         month = MONTHS.get(mon)
@@ -47,6 +48,7 @@ class Clock:
             self.year = self.ref_year - 1 if month > self.ref_month else self.ref_year
         elif self.fixed_year is None and month < self.last_month and self.last_month - month > 6:
             self.year += 1  # December → January inside one file
+            self.seen.clear()
         self.last_month = month
         key = (self.year, mon, day + hms)
         ts = self._cache.get(key)
@@ -58,6 +60,7 @@ class Clock:
                 return None
             if len(self._cache) > 100_000:
                 self._cache.clear()
+                self.seen.clear()
             self._cache[key] = ts
         return ts
 
@@ -70,6 +73,44 @@ class Clock:
         if dt.tzinfo is None:
             return time.mktime(dt.timetuple()) + dt.microsecond / 1e6
         return dt.timestamp()
+
+
+_TIME_SHAPE = re.compile(r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\Z")
+
+
+def _classic_fast(line: str, clock: Clock) -> Header | None:
+    """The common case, with no regex: `Mmm dd hh:mm:ss[.ffffff] host tag[pid]: message`."""
+    stamp = line[:15]
+    ts = clock.seen.get(stamp)
+    if ts is None:
+        if not _TIME_SHAPE.match(stamp):
+            return None
+        ts = clock.classic(stamp[:3], stamp[4:6].lstrip(), stamp[7:15])
+        if ts is None:
+            return None
+        if len(clock.seen) > 50_000:  # a day of distinct seconds: keep memory flat
+            clock.seen.clear()
+        clock.seen[stamp] = ts
+    pos = 16 if line[15] == " " else line.find(" ", 16) + 1
+    end = line.find(" ", pos)
+    if pos <= 0 or end < 0:
+        return None
+    host = line[pos:end]
+    colon = line.find(": ", end + 1)
+    if colon < 0:
+        if line.endswith(":"):
+            colon = len(line) - 1
+        else:
+            return None
+    tag = line[end + 1:colon]
+    if " " in tag or not tag:
+        return None
+    b = tag.find("[")
+    if b >= 0:
+        pid = tag[b + 1:-1]
+        name = tag[:b]
+        return Header(ts, host, name, int(pid) if pid.isdigit() else None, line[colon + 2:])
+    return Header(ts, host, tag, None, line[colon + 2:])
 
 
 class Header:
@@ -88,6 +129,8 @@ def read_header(line: str, clock: Clock) -> Header | None:
     if not line:
         return None
     first = line[0]
+    if "A" <= first <= "Z" and line[9:10] == ":" and line[15:16] in (" ", "."):
+        return _classic_fast(line, clock)
     if first == "{":
         return _journald(line)
     if first.isdigit():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import re
@@ -42,15 +43,19 @@ def _open(path: str) -> BinaryIO:
     return fh
 
 
-def open_lines(path: str) -> Iterator[bytes]:
-    """Yield the raw lines of one source; a damaged compressed stream ends with InputError."""
-    fh = _open(path)
+def open_lines(path: str) -> Iterator[str]:
+    """Yield the lines of one source as text. Bytes that are not UTF-8 arrive as surrogates
+    (the parser counts such lines as unparsed); a damaged compressed stream ends with InputError."""
+    raw = _open(path)
+    fh = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
     try:
         yield from fh
     except (OSError, EOFError, lzma.LZMAError) as exc:
         raise InputError(f"{path}: damaged or truncated compressed data ({exc})") from None
     finally:
-        if fh is not sys.stdin.buffer:
+        if raw is sys.stdin.buffer:
+            fh.detach()
+        else:
             fh.close()
 
 
