@@ -54,14 +54,15 @@ class LineParser:
             if line[-1:] == "\r":
                 line = line[:-1]
         try:
-            ts = self._seen.get(line[:15])
+            ts: float | None = self._seen.get(line[:15])
             colon = -1
+            start = end = 0
             if ts is not None:
                 # `Mmm dd hh:mm:ss[.ffffff] host tag: message`
                 start = 16 if line[15:16] == " " else line.find(" ", 15) + 1
                 end = line.find(" ", start) if start > 0 else -1
                 colon = line.find(": ", end) if end > 0 else -1
-            if colon > 0:
+            if ts is not None and colon > 0:
                 host = line[start:end]
                 tag = line[end + 1:colon]
                 message = line[colon + 2:]

@@ -110,9 +110,9 @@ def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
         if "orig_recipient" in fields:
             fields["orig_recipient"] = fields["orig_recipient"].strip("<>")
         if status_at >= 0:
-            status, sp, reason = rest[status_at + 9:].partition(" ")
+            status, has_reason, reason = rest[status_at + 9:].partition(" ")
             fields["status"] = status
-            if sp:
+            if has_reason:
                 fields["reason"] = reason[1:-1] if reason[:1] == "(" and reason[-1:] == ")" else reason
         return E.DELIVERY, fields
     elif c == "from":
