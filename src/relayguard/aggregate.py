@@ -12,8 +12,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from .correlate import Message
-from .parse import event as E
-from .parse.event import Event
+from .parse.event import (
+    AUTH_ERROR,
+    AUTH_FAILURE,
+    CLIENT,
+    DELIVERY,
+    FIREWALL,
+    REJECT,
+    REMOTE_REPLY,
+    Event,
+)
 
 BUCKET = 600  # seconds: the unit of "burst" and of the per-culprit timelines
 MAX_KEYS = 5000  # distinct senders / recipient domains kept per entity
@@ -90,9 +98,10 @@ class SenderStats:
         self.sent += 1 if final.get("sent") else 0
         relayed = False
         for r in m.recipients.values():
-            d = domain_of(r.address)
+            f = r.fields
+            d = domain_of(f.get("recipient"))
             _add(self.rcpt_domains, d)
-            if r.service not in LOCAL_SERVICES and r.relay != "local":
+            if r.service not in LOCAL_SERVICES and f.get("relay") != "local":
                 relayed = True
                 _add(self.outbound_domains, d)
         self.recipients += max(len(m.recipients), m.nrcpt or 0)
@@ -157,6 +166,11 @@ class CountStats:
         self.buckets[b] = self.buckets.get(b, 0) + 1
 
 
+# The events `Aggregates.event()` looks at (the pipeline hands it these only).
+EVENT_KINDS = frozenset((DELIVERY, CLIENT, AUTH_FAILURE, AUTH_ERROR, REJECT,
+                         REMOTE_REPLY, FIREWALL))
+
+
 class Aggregates:
     """Everything the detectors need, from one pass over the events."""
 
@@ -193,22 +207,19 @@ class Aggregates:
         """Account for events that matter beyond one message."""
         kind = ev.event
         ts = ev.ts
-        if self.start is None:
-            self.start = ts
-        self.end = ts
-        if kind == E.DELIVERY:
+        if kind == DELIVERY:
             st = ev.fields.get("status")
             if st:
                 self.totals[st] += 1
                 if st != "sent":
                     self._blocklist_text(ev, ev.fields.get("reason"))
-        elif kind == E.CLIENT:
+        elif kind == CLIENT:
             user = ev.fields.get("sasl_username")
             if user:
                 a = self.auth.get(ev.fields.get("client_ip", ""))
                 if a is not None and a.failures:
                     a.successes.append((user, ts, a.failures, ev.raw))
-        elif kind == E.AUTH_FAILURE:
+        elif kind == AUTH_FAILURE:
             self.totals["auth_failures"] += 1
             ip = ev.fields.get("client_ip", "")
             a = self.auth.get(ip)
@@ -224,18 +235,18 @@ class Aggregates:
                 _add(t, ip)
             if len(a.examples) < EXAMPLES:
                 a.examples.append(ev.raw)
-        elif kind == E.REJECT:
+        elif kind == REJECT:
             self.totals["rejected"] += 1
-        elif kind == E.REMOTE_REPLY:
+        elif kind == REMOTE_REPLY:
             self._blocklist_text(ev, ev.fields.get("reason"))
-        elif kind == E.FIREWALL:
+        elif kind == FIREWALL:
             f = ev.fields
             if f.get("dpt") == 25 and f.get("src"):
                 c = self.firewall.get(f["src"])
                 if c is None:
                     c = self.firewall[f["src"]] = CountStats()
                 c.add(ts, ev.raw, f.get("dst"))
-        elif kind == E.AUTH_ERROR:
+        elif kind == AUTH_ERROR:
             self.auth_errors += 1
 
     def _blocklist_text(self, ev: Event, reason: str | None) -> None:

@@ -7,21 +7,20 @@ import ipaddress
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import Aggregates
-from .correlate import Correlator, Message
+from .aggregate import EVENT_KINDS, Aggregates
 from .detect import Finding
 from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
 from .detect.finding import top
-from .parse import Event, LineParser, iso
+from .parse import iso
+from .pipeline import run
 from .sources import files
 
-QUEUE_IDLE = 6 * 3600  # a queued message is logged at least every maximal_backoff_time (4000 s)
 FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
 
 
@@ -104,54 +103,6 @@ def parse_mynetworks(text: str) -> list[str]:
     return nets
 
 
-def run(paths: list[str], year: int | None = None,
-        on_event: Callable[[Event], None] | None = None,
-        on_message: Callable[[Message], None] | None = None,
-        since: float | None = None, until: float | None = None,
-        on_bytes: Callable[[int], None] | None = None) -> tuple[list[LineParser], Correlator]:
-    """Read every source (oldest first), parse, and correlate: the one loop every batch command
-    shares. Events go to `on_event`; messages to `on_message` as they complete, and those still
-    open at the end last. Raises sources.InputError on unreadable input."""
-    parsers: list[LineParser] = []
-    corr = Correlator(max_idle=QUEUE_IDLE)
-    feed = corr.feed if on_message is not None else None
-    windowed = since is not None or until is not None
-    lo = since if since is not None else float("-inf")
-    hi = until if until is not None else float("inf")
-    for path in files.order_by_time(paths):
-        parser = LineParser(year=year, reference=files.mtime(path))
-        parsers.append(parser)
-        parse = parser.parse
-        lines: Iterable[str] = files.open_lines(path)
-        if on_bytes is not None:
-            lines = _counted(lines, on_bytes)
-        n = 0
-        for line in lines:
-            ev = parse(line)
-            if ev is None or (windowed and not lo <= ev.ts <= hi):
-                continue
-            if on_event is not None:
-                on_event(ev)
-            if feed is not None and ev.queue_id is not None:
-                m = feed(ev)
-                if m is not None:
-                    on_message(m)  # type: ignore[misc]
-                n += 1
-                if n & 0x3FFF == 0:
-                    for m in corr.sweep(ev.ts):
-                        on_message(m)  # type: ignore[misc]
-    if on_message is not None:
-        for m in corr.flush():
-            on_message(m)
-    return parsers, corr
-
-
-def _counted(lines: Iterable[str], on_bytes: Callable[[int], None]) -> Iterator[str]:
-    for line in lines:
-        on_bytes(len(line))
-        yield line
-
-
 def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
@@ -161,12 +112,14 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
     paths = paths or files.default_logs()
     trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
     agg = Aggregates(trusted)
-    parsers, corr = run(paths, year, agg.event, agg.message, since, until, on_bytes)
-    agg.queue_depth(corr.peak_open, corr.peak_open_ts)
+    seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
+               kinds=EVENT_KINDS, keep_other=False)
+    agg.start, agg.end = seen.start, seen.end
+    agg.queue_depth(seen.correlator.peak_open, seen.correlator.peak_open_ts)
     findings = run_detectors(agg, cfg)
     return Analysis(
         findings=findings, aggregates=agg,
-        lines=sum(p.lines for p in parsers), unparsed=sum(p.unparsed for p in parsers),
+        lines=seen.lines, unparsed=seen.unparsed,
         sources=list(paths), trusted=list(trusted),
         targeted_users=targeted_users(agg, cfg),
     )

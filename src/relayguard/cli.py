@@ -21,8 +21,7 @@ from rich.console import Console
 
 from . import config as config_mod
 from .analysis import analyze as run_analysis
-from .analysis import run
-from .parse import LineParser
+from .pipeline import run
 from .sources import InputError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -189,19 +188,17 @@ def parse(files: tuple[str, ...], fmt: str, stats: bool, out: str | None, year: 
     """
     from .sources import files as srcfiles
 
-    parsers: list[LineParser] = []
     try:
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
-            parsers, _ = run(paths, year, on_event=lambda ev: _write_jsonl(fh, ev.to_dict()))
+            seen = run(paths, year, on_event=lambda ev: _write_jsonl(fh, ev.to_dict()))
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(EXIT_CLEAN)
     if stats:
-        click.echo(f"lines={sum(p.lines for p in parsers)} "
-                   f"unparsed={sum(p.unparsed for p in parsers)}", err=True)
+        click.echo(f"lines={seen.lines} unparsed={seen.unparsed}", err=True)
 
 
 @main.command("messages")

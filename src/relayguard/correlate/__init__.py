@@ -1,5 +1,5 @@
 """Events → message records, keyed by (host, Postfix instance, queue ID)."""
 
-from .messages import Correlator, Message, Recipient
+from .messages import Correlator, Message, recipient_dict
 
-__all__ = ["Correlator", "Message", "Recipient"]
+__all__ = ["Correlator", "Message", "recipient_dict"]

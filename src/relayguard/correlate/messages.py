@@ -9,29 +9,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..parse import event as E
-from ..parse.event import Event, iso
+from ..parse.event import (
+    CLIENT,
+    DELIVERY,
+    MESSAGE_ID,
+    OTHER,
+    PICKUP,
+    QUEUED,
+    REMOVED,
+    Event,
+    iso,
+)
 
 MAX_RECIPIENTS_KEPT = 1000  # per message; a 10,000-recipient spam run is counted, not stored
 
 
-class Recipient:
-    __slots__ = ("address", "orig_address", "status", "dsn", "relay", "delay", "reason", "service")
-
-    def __init__(self, ev: Event) -> None:
-        f = ev.fields
-        self.address: str = f.get("recipient", "")
-        self.orig_address: str | None = f.get("orig_recipient")
-        self.status: str | None = f.get("status")
-        self.dsn: str | None = f.get("dsn")
-        self.relay: str | None = f.get("relay")
-        self.delay: str | None = f.get("delay")
-        self.reason: str | None = f.get("reason")
-        self.service: str = ev.service
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"address": self.address, "orig_address": self.orig_address, "status": self.status,
-                "dsn": self.dsn, "relay": self.relay, "delay": self.delay, "reason": self.reason}
+def recipient_dict(ev: Event) -> dict[str, Any]:
+    """One recipient's latest delivery attempt (its `delivery` event) as DESIGN.md's record."""
+    f = ev.fields
+    return {"address": f.get("recipient", ""), "orig_address": f.get("orig_recipient"),
+            "status": f.get("status"), "dsn": f.get("dsn"), "relay": f.get("relay"),
+            "delay": f.get("delay"), "reason": f.get("reason")}
 
 
 class Message:
@@ -55,7 +53,7 @@ class Message:
         self.nrcpt: int | None = None
         self.removed = False
         # Latest outcome per recipient address (a deferred recipient later sent counts as sent).
-        self.recipients: dict[str, Recipient] = {}
+        self.recipients: dict[str, Event] = {}
         self.uid: str | None = None
         self.origin: str | None = None  # "smtpd", "pickup" (local submission), or None (unknown)
         self.raw_client: str | None = None  # the `client=` line, kept as evidence
@@ -69,7 +67,7 @@ class Message:
             "sasl_method": self.sasl_method, "sasl_username": self.sasl_username,
             "sender": self.sender, "message_id": self.message_id, "size": self.size,
             "nrcpt": self.nrcpt, "removed": self.removed,
-            "recipients": [r.to_dict() for r in self.recipients.values()],
+            "recipients": [recipient_dict(r) for r in self.recipients.values()],
         }
 
 
@@ -87,11 +85,11 @@ class Correlator:
         qid = ev.queue_id
         if qid is None:
             return None
-        key = (ev.host, ev.syslog_name.split("/", 1)[0], qid)
+        key = (ev.host, ev.instance, qid)
         msg = self.open.get(key)
         kind = ev.event
         if msg is None:
-            if kind == E.REMOVED or kind == E.OTHER:
+            if kind in (REMOVED, OTHER):
                 return None
             msg = Message(key[0], key[1], qid, ev.ts)
             self.open[key] = msg
@@ -101,30 +99,31 @@ class Correlator:
                 self.peak_open_ts = ev.ts
         msg.last_seen = ev.ts
         f = ev.fields
-        if kind == E.DELIVERY:
-            r = Recipient(ev)
-            if r.address in msg.recipients or len(msg.recipients) < MAX_RECIPIENTS_KEPT:
-                msg.recipients[r.address] = r
-            st = r.status or "unknown"
+        if kind == DELIVERY:
+            addr = f.get("recipient", "")
+            rcpts = msg.recipients
+            if addr in rcpts or len(rcpts) < MAX_RECIPIENTS_KEPT:
+                rcpts[addr] = ev
+            st = f.get("status") or "unknown"
             msg.final[st] = msg.final.get(st, 0) + 1
-        elif kind == E.CLIENT:
+        elif kind == CLIENT:
             msg.client_name = f.get("client_name")
             msg.client_ip = f.get("client_ip")
             msg.sasl_method = f.get("sasl_method")
             msg.sasl_username = f.get("sasl_username")
             msg.origin = "smtpd"
             msg.raw_client = ev.raw
-        elif kind == E.QUEUED:
+        elif kind == QUEUED:
             msg.sender = f.get("sender")
             msg.size = f.get("size")
             msg.nrcpt = f.get("nrcpt")
-        elif kind == E.MESSAGE_ID:
+        elif kind == MESSAGE_ID:
             msg.message_id = f.get("message_id")
-        elif kind == E.REMOVED:
+        elif kind == REMOVED:
             msg.removed = True
             del self.open[key]
             return msg
-        elif kind == E.PICKUP:
+        elif kind == PICKUP:
             msg.uid = f.get("uid")
             msg.sender = msg.sender or f.get("sender")
             msg.origin = "pickup"

@@ -18,13 +18,13 @@ _KNOWN = (("spamhaus", "zen.spamhaus.org"), ("spamcop", "bl.spamcop.net"),
           ("mailspike", "bl.mailspike.net"), ("psbl", "psbl.surriel.com"),
           ("spameatingmonkey", "bl.spameatingmonkey.net"))
 _GENERIC = re.compile(r"block ?list|black ?list|\bRBL\b|\bDNSBL\b|S3150|banned sending IP", re.I)
-_QUICK = re.compile(r"blocked|listed|spamhaus|spamcop|barracuda|sorbs|block ?list|black ?list|"
-                    r"RBL|DNSBL|S3150|banned", re.I)
+_HINTS = ("block", "listed", "spam", "rbl", "barracuda", "sorbs", "s3150", "banned")
 
 
 def blocklist_named(reason: str) -> str | None:
     """The blocklist a remote reply names, or None. Cheap when the text has no hint."""
-    if not _QUICK.search(reason):
+    low = reason.lower()
+    if not any(h in low for h in _HINTS):
         return None
     m = _NAMED.search(reason)
     if m:
@@ -33,9 +33,8 @@ def blocklist_named(reason: str) -> str | None:
             if word in zone:
                 # "see https://www.spamhaus.org/query/..." names the operator, not the zone
                 return zone if zone.count(".") >= 2 and "www." not in zone else name
-        if "blocked using" in reason.lower() or "listed" in reason.lower():
+        if "blocked using" in low or "listed" in low:
             return zone
-    low = reason.lower()
     for word, name in _KNOWN:
         if word in low:
             return name

@@ -12,10 +12,13 @@ __all__ = ["Event", "LineParser", "iso"]
 class LineParser:
     """Parses lines of one source. Lines it cannot read are counted, never raised."""
 
-    def __init__(self, year: int | None = None, reference: float | None = None) -> None:
+    def __init__(self, year: int | None = None, reference: float | None = None,
+                 keep_other: bool = True) -> None:
         self.clock = Clock(year, reference)
+        self.keep_other = keep_other
+        self.other = 0  # lines of other programs skipped because keep_other is False
         self._seen = self.clock.seen  # stamp → epoch seconds, filled by the slow path
-        self._names: dict[str, tuple[str, str, int | None, int]] = {}
+        self._names: dict[str, tuple[str, str, int | None, int, str]] = {}
         self.lines = 0
         self.unparsed = 0
 
@@ -55,6 +58,8 @@ class LineParser:
                 line = line[:-1]
         try:
             ts: float | None = self._seen.get(line[:15])
+            if ts is None and line[15:16] in (" ", ".") and "A" <= line[:1] <= "Z":
+                ts = self.clock.stamp(line[:15])
             colon = -1
             start = end = 0
             if ts is not None:
@@ -78,10 +83,14 @@ class LineParser:
                 info = self._names[tag] = _name_info(tag)
                 if len(self._names) > 10_000:
                     self._names.clear()
-            name, service, pid, kind = info
-            if kind < 0:
-                self.unparsed += 1
-                return None
+            name, service, pid, kind, instance = info
+            if kind <= 0:
+                if kind < 0:
+                    self.unparsed += 1
+                    return None
+                if not self.keep_other:  # dovecot, cron…: read, but of no use to the caller
+                    self.other += 1
+                    return None
             if kind == 1:
                 ev, qid, fields = parse_postfix(message)
             elif kind == 2:
@@ -89,17 +98,17 @@ class LineParser:
                 ev, qid, fields = parsed if parsed else (OTHER, None, {"text": message})
             else:
                 ev, qid, fields = OTHER, None, {"text": message}
-            return Event(ts, host, name, service, pid, qid, ev, fields, line)
+            return Event(ts, host, name, service, pid, qid, ev, fields, line, instance)
         except Exception:  # noqa: BLE001 — a parser bug on one hostile line must not stop the run
             self.unparsed += 1
             return None
 
 
-def _name_info(tag: str) -> tuple[str, str, int | None, int]:
+def _name_info(tag: str) -> tuple[str, str, int | None, int, str]:
     """`postfix/submission/smtpd[123]` → (name, service, pid, 1 Postfix | 2 kernel | 0 other,
     -1 not a syslog tag at all)."""
     if " " in tag or not tag:
-        return tag, tag, None, -1
+        return tag, tag, None, -1, tag
     b = tag.find("[")
     if b >= 0 and tag.endswith("]"):
         name, pid_text = tag[:b], tag[b + 1:-1]
@@ -108,9 +117,10 @@ def _name_info(tag: str) -> tuple[str, str, int | None, int]:
         name, pid = tag, None
     slash = name.rfind("/")
     service = name[slash + 1:] if slash >= 0 else name
+    instance = name.split("/", 1)[0]
     if service in POSTFIX_SERVICES and (slash >= 0 or name.startswith("post")):
-        return name, service, pid, 1
-    return name, service, pid, 2 if name == "kernel" else 0
+        return name, service, pid, 1, instance
+    return name, service, pid, 2 if name == "kernel" else 0, instance
 
 
 def is_firewall(event: Event) -> bool:

@@ -3,32 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 # Event kinds produced by the parser (the `event` field of `relayguard parse --format jsonl`).
-CONNECT = "connect"
-DISCONNECT = "disconnect"
-CLIENT = "client"
-MESSAGE_ID = "message_id"
-QUEUED = "queued"
-DELIVERY = "delivery"
-REMOVED = "removed"
-EXPIRED = "expired"
-PICKUP = "pickup"
-AUTH_FAILURE = "auth_failure"
-AUTH_ERROR = "auth_error"  # the SASL back end failed: a server fault, not a wrong password
-LOST_CONNECTION = "lost_connection"
-REJECT = "reject"
-BOUNCE_NOTICE = "bounce_notice"
-REMOTE_REPLY = "remote_reply"
-FIREWALL = "firewall"
-OTHER = "other"
+CONNECT: Final = "connect"
+DISCONNECT: Final = "disconnect"
+CLIENT: Final = "client"
+MESSAGE_ID: Final = "message_id"
+QUEUED: Final = "queued"
+DELIVERY: Final = "delivery"
+REMOVED: Final = "removed"
+EXPIRED: Final = "expired"
+PICKUP: Final = "pickup"
+AUTH_FAILURE: Final = "auth_failure"
+AUTH_ERROR: Final = "auth_error"  # the SASL back end failed: a server fault, not a wrong password
+LOST_CONNECTION: Final = "lost_connection"
+REJECT: Final = "reject"
+BOUNCE_NOTICE: Final = "bounce_notice"
+REMOTE_REPLY: Final = "remote_reply"
+FIREWALL: Final = "firewall"
+OTHER: Final = "other"
 
 
 class Event:
     """One recognised log line. `fields` holds what the line carries (DESIGN.md field names)."""
 
-    __slots__ = ("ts", "host", "syslog_name", "service", "pid", "queue_id", "event", "fields", "raw")
+    __slots__ = ("ts", "host", "syslog_name", "service", "pid", "queue_id", "event", "fields", "raw",
+                 "instance")
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Event:
         event: str,
         fields: dict[str, Any],
         raw: str,
+        instance: str | None = None,
     ) -> None:
         self.ts = ts
         self.host = host
@@ -51,11 +53,8 @@ class Event:
         self.event = event
         self.fields = fields
         self.raw = raw
-
-    @property
-    def instance(self) -> str:
-        """Postfix instance: `postfix` for `postfix/submission/smtpd`, `postfix-out` for `postfix-out/smtp`."""
-        return self.syslog_name.split("/", 1)[0]
+        # Postfix instance: `postfix` for `postfix/submission/smtpd`, `postfix-out` for `postfix-out/smtp`.
+        self.instance = instance if instance is not None else syslog_name.split("/", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -9,7 +9,25 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import event as E
+from .event import (
+    AUTH_ERROR,
+    AUTH_FAILURE,
+    BOUNCE_NOTICE,
+    CLIENT,
+    CONNECT,
+    DELIVERY,
+    DISCONNECT,
+    EXPIRED,
+    FIREWALL,
+    LOST_CONNECTION,
+    MESSAGE_ID,
+    OTHER,
+    PICKUP,
+    QUEUED,
+    REJECT,
+    REMOTE_REPLY,
+    REMOVED,
+)
 
 # Short IDs are hex; long IDs (enable_long_queue_ids) use a base-52 alphabet without vowels.
 QUEUE_ID = re.compile(r"(?:[0-9A-F]{5,12}|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,20})\Z")
@@ -97,7 +115,7 @@ def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
                     name = _CLIENT_KEYS.get(k)
                     if name:
                         fields[name] = v
-            return E.CLIENT, fields
+            return CLIENT, fields
     elif c == "to=<":
         addr, end = _angle(rest, 4, ", ")
         fields = {"recipient": addr}
@@ -114,40 +132,40 @@ def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
             fields["status"] = status
             if has_reason:
                 fields["reason"] = reason[1:-1] if reason[:1] == "(" and reason[-1:] == ")" else reason
-        return E.DELIVERY, fields
+        return DELIVERY, fields
     elif c == "from":
         if rest.startswith("from=<"):
             addr, end = _angle(rest, 6, ", ")
             fields = {"sender": addr}
             tail = rest[end:]
             if ", status=expired" in tail:
-                return E.EXPIRED, fields
+                return EXPIRED, fields
             for part in tail.split(", "):
                 k, sep, v = part.partition("=")
                 if k == "size":
                     fields["size"] = _int(v)
                 elif k == "nrcpt":
                     fields["nrcpt"] = _int(v.split(" ", 1)[0])
-            return E.QUEUED, fields
+            return QUEUED, fields
     elif c == "mess":
         if rest.startswith("message-id="):
             mid = rest[11:]
             if mid.startswith("<") and mid.endswith(">"):
                 mid = mid[1:-1]
-            return E.MESSAGE_ID, {"message_id": mid}
+            return MESSAGE_ID, {"message_id": mid}
     elif rest == "removed":
-        return E.REMOVED, {}
+        return REMOVED, {}
     elif c == "uid=":
         uid, _, tail = rest[4:].partition(" ")
         fields = {"uid": uid}
         if tail.startswith("from=<"):
             fields["sender"] = _angle(tail, 6, "")[0]
-        return E.PICKUP, fields
+        return PICKUP, fields
     elif c == "reje" or c == "milt":
         if rest.startswith("reject: "):
-            return E.REJECT, _reject(rest[8:])
+            return REJECT, _reject(rest[8:])
         if rest.startswith("milter-reject: "):
-            return E.REJECT, _reject(rest[15:])
+            return REJECT, _reject(rest[15:])
     elif c == "host":
         # `host mx[1.2.3.4] said: 554 ...` / `host mx[...] refused to talk to me: 554 ...`
         sp = rest.find(" ", 5)
@@ -155,11 +173,11 @@ def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
             remote = rest[5:sp]
             colon = rest.find(": ", sp)
             if colon > 0:
-                return E.REMOTE_REPLY, {"relay": remote, "reason": rest[colon + 2:]}
+                return REMOTE_REPLY, {"relay": remote, "reason": rest[colon + 2:]}
     elif c == "send":
         if rest.startswith("sender non-delivery notification: "):
-            return E.BOUNCE_NOTICE, {"bounce_queue_id": rest[34:].strip()}
-    return E.OTHER, {"text": rest}
+            return BOUNCE_NOTICE, {"bounce_queue_id": rest[34:].strip()}
+    return OTHER, {"text": rest}
 
 
 def _reject(text: str) -> dict[str, Any]:
@@ -203,39 +221,41 @@ def parse_postfix(message: str) -> Parsed:
         if token == "NOQUEUE":
             rest = message[colon + 2:]
             if rest.startswith("reject: "):
-                return E.REJECT, None, _reject(rest[8:])
+                return REJECT, None, _reject(rest[8:])
             if rest.startswith("filter: ") or rest.startswith("milter-reject: "):
-                return E.OTHER, None, {"text": rest}
-            return E.OTHER, None, {"text": message}
-        if is_queue_id(token):
+                return OTHER, None, {"text": rest}
+            return OTHER, None, {"text": message}
+        # The queue-ID test, inlined (it runs on most lines): words like `warning` fail at once.
+        if (5 <= colon <= 20 and token.isalnum() and not token.islower()
+                and QUEUE_ID.match(token) is not None):
             ev, fields = parse_queue_message(message[colon + 2:])
             return ev, token, fields
     if message.startswith("connect from "):
         fields = {}
         _client_fields(message[13:], fields)
-        return E.CONNECT, None, fields
+        return CONNECT, None, fields
     if message.startswith("disconnect from "):
         fields = {}
         client, _, counts = message[16:].partition(" ")
         _client_fields(client, fields)
         if counts:
             fields["commands"] = counts
-        return E.DISCONNECT, None, fields
+        return DISCONNECT, None, fields
     if message.startswith("warning: ") and " authentication failed: " in message:
         return _auth_failure(message[9:])
     if message.startswith("lost connection after "):
         after, _, client = message[22:].partition(" from ")
         fields = {"after": after}
         _client_fields(client, fields)
-        return E.LOST_CONNECTION, None, fields
-    return E.OTHER, None, {"text": message}
+        return LOST_CONNECTION, None, fields
+    return OTHER, None, {"text": message}
 
 
 def _auth_failure(text: str) -> Parsed:
     """`unknown[1.2.3.4]: SASL LOGIN authentication failed: REASON[, sasl_username=U]`."""
     client, sep, tail = text.partition(": SASL ")
     if not sep:
-        return E.OTHER, None, {"text": "warning: " + text}
+        return OTHER, None, {"text": "warning: " + text}
     fields: dict[str, Any] = {}
     _client_fields(client, fields)
     method, _, reason = tail.partition(" authentication failed: ")
@@ -247,8 +267,8 @@ def _auth_failure(text: str) -> Parsed:
     fields["reason"] = reason
     # A dead SASL back end (saslauthd, dovecot auth) is not a password guess.
     if "Connection lost to authentication server" in reason or "Invalid authentication mechanism" in reason:
-        return E.AUTH_ERROR, None, fields
-    return E.AUTH_FAILURE, None, fields
+        return AUTH_ERROR, None, fields
+    return AUTH_FAILURE, None, fields
 
 
 _FIREWALL_KEYS = {"SRC": "src", "DST": "dst", "PROTO": "proto", "SPT": "spt", "DPT": "dpt",
@@ -268,7 +288,7 @@ def parse_firewall(message: str) -> Parsed | None:
                 fields[name] = v
     if "dpt" in fields:
         fields["dpt"] = _int(fields["dpt"])
-    return E.FIREWALL, None, fields
+    return FIREWALL, None, fields
 
 
 def _int(text: str) -> int | None:

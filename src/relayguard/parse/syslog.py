@@ -39,6 +39,29 @@ class Clock:
         self.last_month = 0
         self._cache: dict[tuple[int, str, str], float] = {}
         self.seen: dict[str, float] = {}  # stamp → epoch, for the current year (the fast path)
+        self.hours: dict[str, float] = {}  # "Jun 21 08" → epoch of that hour's start
+
+    def stamp(self, stamp: str) -> float | None:
+        """A 15-character classic stamp (`Jun 21 08:34:30`) → epoch; cached per second and per
+        hour (DST moves whole hours, so an hour's start plus minutes and seconds is exact)."""
+        if (stamp[9:10] != ":" or stamp[12:13] != ":" or not stamp[10:12].isdigit()
+                or not stamp[13:15].isdigit()):
+            return None
+        hour = stamp[:9]
+        base = self.hours.get(hour)
+        if base is None:
+            if not _TIME_SHAPE.match(stamp):
+                return None
+            base = self.classic(stamp[:3], stamp[4:6].lstrip(), stamp[7:9] + ":00:00")
+            if base is None:
+                return None
+            self.hours[hour] = base
+        ts = base + int(stamp[10:12]) * 60 + int(stamp[13:15])
+        if len(self.seen) > 50_000:  # keep memory flat on long logs
+            self.seen.clear()
+            self.hours.clear()
+        self.seen[stamp] = ts
+        return ts
 
     def classic(self, mon: str, day: str, hms: str) -> float | None:
         month = MONTHS.get(mon)
@@ -49,6 +72,7 @@ class Clock:
         elif self.fixed_year is None and month < self.last_month and self.last_month - month > 6:
             self.year += 1  # December → January inside one file
             self.seen.clear()
+            self.hours.clear()
         self.last_month = month
         key = (self.year, mon, day + hms)
         ts = self._cache.get(key)
@@ -83,14 +107,9 @@ def _classic_fast(line: str, clock: Clock) -> Header | None:
     stamp = line[:15]
     ts = clock.seen.get(stamp)
     if ts is None:
-        if not _TIME_SHAPE.match(stamp):
-            return None
-        ts = clock.classic(stamp[:3], stamp[4:6].lstrip(), stamp[7:15])
+        ts = clock.stamp(stamp)
         if ts is None:
             return None
-        if len(clock.seen) > 50_000:  # a day of distinct seconds: keep memory flat
-            clock.seen.clear()
-        clock.seen[stamp] = ts
     pos = 16 if line[15] == " " else line.find(" ", 16) + 1
     end = line.find(" ", pos)
     if pos <= 0 or end < 0:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from operator import itemgetter
 from random import Random
@@ -29,6 +29,7 @@ MIN_SPAN = 86_400.0  # never less than a day: users' daily habits must be visibl
 KERNEL_UPTIME_STAMP = True  # `kernel: [12345.678901] IN=...` (Debian/Ubuntu rsyslog)
 
 Episode = list[tuple[float, str]]
+_KNOWN = frozenset(D.PROVIDERS) | frozenset(D.PARTNERS)  # domains that do exist
 
 
 # --------------------------------------------------------------------------- formatting helpers
@@ -169,7 +170,6 @@ class Simulation:
         self.qid = _Qids()
         self.uptime0 = 7_200 + rng.random() * 80_000  # kernel uptime at the start
         self.upgrade_at = self.at(0.25)  # Postfix 3.7.6 → 3.7.11: failures gain `sasl_username=`
-        self.upgraded = False
         self.blocked_since = self.at(0.64 if every else 0.5) if self.has["blocklisted"] else None
         self._dom_cache: dict[str, tuple[str, str, str, str | None]] = {}
         self._minute_cache: dict[int, str] = {}
@@ -178,8 +178,9 @@ class Simulation:
         self.benign: list[dict] = []
         self.symptoms: list[dict] = []
         self.malformed: list[dict] = []
-        self.counts: dict[str, int] = {}
         self._plan_actors(rng)
+        self.local_set = frozenset(self.local_names)
+        self.opendkim_pid = self.pids.new()
         self._plan_budgets()
 
     # ----------------------------------------------------------------------- time helpers
@@ -247,7 +248,7 @@ class Simulation:
                 svc = "smtps/smtpd"
             elif r < 0.3:
                 svc = "smtpd"  # old client set up with AUTH on port 25
-            webmail = rng.random() < 0.3
+            webmail = rng.random() < 0.3 and name != D.ADMIN  # admin: one IP, always
             mech = "PLAIN" if rng.random() < 0.4 else "LOGIN"
             users.append({"name": name, "login": login, "addr": addr, "ips": ips, "rate": rate,
                           "svc": svc, "webmail": webmail, "mech": mech,
@@ -267,7 +268,9 @@ class Simulation:
         self.guesser_ip = self._public_ip(rng)
         self.botnet = [self._public_ip(rng) for _ in range(40)]
         self.brute_ips = [self._public_ip(rng) for _ in range(3)]
-        self.spray_ips = [self._public_ip(rng) for _ in range(36)]
+        # the spray scales with the size: 32 IPs at least, a few tries each
+        self.spray_ips = [self._public_ip(rng)
+                          for _ in range(max(32, min(300, int(0.05 * self.target) // 48)))]
 
         L = self.culprits
         if self.has["compromised-account"]:
@@ -326,20 +329,22 @@ class Simulation:
     def _plan_budgets(self) -> None:
         n = self.target
         a: dict[str, int] = {}
+        # Shares of the volume, with floors so that every attack stays visible in small files.
         if self.has["compromised-account"]:
-            a["compromised"] = max(340, int(0.07 * n))
+            a["compromised"] = max(520, int(0.07 * n))
         if self.has["trusted-relay"]:
-            a["relay"] = max(250, int(0.06 * n))
+            a["relay"] = max(200, int(0.06 * n))
         if self.has["bruteforce"]:
-            a["bruteforce"] = max(280, int(0.04 * n))
+            a["bruteforce"] = max(450, int(0.05 * n))
         if self.has["direct-smtp"]:
-            a["direct"] = max(150, int(0.04 * n))
+            a["direct"] = max(120, int(0.04 * n))
         if self.has["blocklisted"]:
-            a["blocklisted"] = max(120, int(0.02 * n))
+            a["blocklisted"] = max(100, int(0.02 * n))
         self.attack_budget = a
         # Episodes that must exist whatever the size (look-alikes, garbage, the upgrade).
-        self.fixed = self._fixed_episodes()
-        fixed_lines = sum(1 if isinstance(ep, str) else len(ep) for _, ep in self.fixed)
+        self.fixed = self._fixed_items()
+        fixed_lines = self._count_fixed()
+        fixed_lines += self._dry_count(self.s_clock)
         base = max(300, n - sum(a.values()) - fixed_lines)
         days = self.span / 86_400
         nominal_users = int(self.user_rate_total * days * 11)
@@ -405,7 +410,6 @@ class Simulation:
             else:
                 text = (f"Service unavailable; Client host [{q}] blocked using bl.spamcop.net; "
                         f"Blocked - see https://www.spamcop.net/bl.shtml?{q}")
-            self.counts["blocklist_replies"] = self.counts.get("blocklist_replies", 0) + 1
             if rng.random() < 0.7:
                 return "bounced", "5.7.1", relay, f"{host}554 5.7.1 {text} (in reply to RCPT TO command)", 0.4
             return "deferred", "4.7.1", relay, f"{host}450 4.7.1 {text} (in reply to RCPT TO command)", 0.4
@@ -446,7 +450,7 @@ class Simulation:
             return "deferred", "4.7.1", relay, (
                 f"{host}451 4.7.1 Service unavailable - try again later (in reply to RCPT TO command)"), 0.5
         k = rng.random()
-        if k < 0.15 and profile in ("spam", "ndr"):
+        if k < 0.15 and profile in ("spam", "ndr") and style == "postfix" and dom not in _KNOWN:
             return "bounced", "5.4.4", "none", (
                 f"Host or domain name not found. Name service error for name={dom} type=MX: "
                 f"Host not found"), 0.2
@@ -487,34 +491,14 @@ class Simulation:
         qline = f"postfix/qmgr[{qmgr}]: {qid}: from=<{sender}>, size={size}, nrcpt={nr} (queue active)"
         ep.append((t2, qline))
         done_at = t1 + 0.01
-        pending = self._deliver(ep, rng, t, t2, qid, rcpts, profile, False)
-        t_last = max(tt for tt, _ in ep[-len(rcpts):]) if rcpts else t2
-        bounced = pending[1]
-        deferred = pending[0]
-        retries = 0
-        while deferred and retries < 1 and profile != "never-retry":
-            retries += 1
-            tr = t_last + 300 + r() * 900  # first retry after minimal_backoff_time (300 s)
+        deferred, bounced, t_last = self._deliver(ep, rng, t, t2, qid, rcpts, profile, False)
+        if deferred:
+            # one retry after minimal_backoff_time (300 s) or so; what still fails stays queued
+            # (a growing deferred queue is the symptom admins notice), keeping memory bounded
+            tr = t_last + 300 + r() * 900
             ep.append((tr, qline))
-            d2, b2 = self._deliver(ep, rng, t, tr + 0.01, qid, deferred, profile, True)
+            deferred, b2, t_last = self._deliver(ep, rng, t, tr + 0.01, qid, deferred, profile, True)
             bounced += b2
-            deferred = d2
-            t_last = max(tt for tt, _ in ep[-max(1, len(deferred) + len(b2)):]) if ep else tr
-            t_last = max(t_last, tr + 0.5)
-        if profile == "user" and deferred:
-            # Ordinary mail gets through on the next retry: deliver it, no line budget drama.
-            tr = t_last + 600 + r() * 1200
-            ep.append((tr, qline))
-            for rc in deferred:
-                dom = rc.rpartition("@")[2]
-                mx, ip, style, _ = self.dom_info(dom)
-                tr += 0.5 + r()
-                ep.append((tr, f"postfix/smtp[{self.pids.worker('smtp', 6)}]: {qid}: to=<{rc}>, "
-                               f"relay={mx}[{ip}]:25, delay={fmt_delay(tr - t)}, delays=0.1/"
-                               f"{fmt_delay(tr - t - 1.2)}/0.5/0.6, dsn=2.0.0, "
-                               f"status=sent ({self.ok_reply(rng, style, tr)})"))
-            deferred = []
-            t_last = tr
         if bounced and sender:
             tb = t_last + 0.01
             nqid = self.qid(tb)
@@ -524,13 +508,11 @@ class Simulation:
             t_last = tb
         if not deferred:
             ep.append((t_last + 0.01, f"postfix/qmgr[{qmgr}]: {qid}: removed"))
-        else:
-            self.counts["left_deferred"] = self.counts.get("left_deferred", 0) + 1
         return done_at
 
     def _deliver(self, ep: Episode, rng: Random, t_arrival: float, t: float, qid: str,
-                 rcpts: list[str], profile: str, retry: bool) -> tuple[list[str], list[str]]:
-        """Delivery attempts of `rcpts`; returns (still deferred, bounced)."""
+                 rcpts: list[str], profile: str, retry: bool) -> tuple[list[str], list[str], float]:
+        """Delivery attempts of `rcpts`; returns (still deferred, bounced, time of the last)."""
         deferred: list[str] = []
         bounced: list[str] = []
         r = rng.random
@@ -572,7 +554,7 @@ class Simulation:
                 deferred.append(rc)
             elif status == "bounced":
                 bounced.append(rc)
-        return deferred, bounced
+        return deferred, bounced, tt
 
     def _ndr(self, ep: Episode, rng: Random, t: float, qid: str, to: str) -> None:
         """The bounce message itself: no client=, null sender, one recipient."""
@@ -581,9 +563,9 @@ class Simulation:
         ep.append((t + 0.001, f"postfix/cleanup[{self.pids.worker('cleanup', 3)}]: {qid}: message-id=<{mid}>"))
         ep.append((t + 0.002, f"postfix/qmgr[{self.pids.qmgr}]: {qid}: from=<>, "
                               f"size={2400 + int(rng.random() * 4000)}, nrcpt=1 (queue active)"))
-        dv, bo = self._deliver(ep, rng, t, t + 0.003, qid, [to], "ndr", False)
+        dv, _, t_last = self._deliver(ep, rng, t, t + 0.003, qid, [to], "ndr", False)
         if not dv:
-            ep.append((ep[-1][0] + 0.001, f"postfix/qmgr[{self.pids.qmgr}]: {qid}: removed"))
+            ep.append((t_last + 0.001, f"postfix/qmgr[{self.pids.qmgr}]: {qid}: removed"))
         # a bounce of a bounce is discarded (notify_classes lacks 2bounce): nothing more
 
     # ----------------------------------------------------------------------- sessions
@@ -591,7 +573,7 @@ class Simulation:
     def session(self, rng: Random, t: float, svc: str, cname: str, ip: str,
                 msgs: list[tuple[str, list[str], str | None, str]],
                 auth: tuple[str, str] | None = None, tls: bool = True,
-                helo: str | None = None, pre: list[str] | None = None,
+                pre: list[str] | None = None,
                 dkim: bool = False) -> Episode:
         """One smtpd session delivering `msgs` = [(sender, rcpts, message-id, profile)]."""
         r = rng.random
@@ -641,7 +623,8 @@ class Simulation:
         return f"{tag}warning: {who}: SASL {mech} authentication failed: {reason}"
 
     def auth_fail_session(self, rng: Random, t: float, svc: str, cname: str, ip: str,
-                          logins: list[str], mech: str = "LOGIN", tls: bool = False) -> Episode:
+                          logins: list[str], mech: str = "LOGIN", tls: bool = False,
+                          lost: bool | None = None, reason: str | None = None) -> Episode:
         """Connect, N failed AUTH attempts, then the client gives up."""
         r = rng.random
         times = []
@@ -657,17 +640,20 @@ class Simulation:
         if tls:
             ep.append((t + 0.1, f"{tag}Anonymous TLS connection established from {who}: {D.TLS_SERVER}"))
         for login, tt in zip(logins, times, strict=True):
-            ep.append((tt, self.auth_fail_line(tt, tag, who, mech, login)))
+            # when the back end is gone, Postfix never learns the login
+            shown = "(unavailable)" if reason else login
+            ep.append((tt, self.auth_fail_line(tt, tag, who, mech, shown, reason)))
         n = len(logins)
         lead = "ehlo=2 starttls=1" if tls and svc != "smtps/smtpd" else "ehlo=1"
         nlead = 3 if lead.startswith("ehlo=2") else 1
-        if r() < 0.55:
+        if lost is None:
+            lost = r() < 0.55
+        if lost:
             ep.append((t_end - 0.01, f"{tag}lost connection after AUTH from {who}"))
             ep.append((t_end, f"{tag}disconnect from {who} {lead} auth=0/{n} commands={nlead}/{nlead + n}"))
         else:
             ep.append((t_end, f"{tag}disconnect from {who} {lead} auth=0/{n} quit=1 "
                               f"commands={nlead + 1}/{nlead + n + 1}"))
-        self.counts["auth_failures"] = self.counts.get("auth_failures", 0) + n
         return ep
 
     # ----------------------------------------------------------------------- addresses
@@ -724,25 +710,36 @@ class Simulation:
     # ----------------------------------------------------------------------- output
 
     def lines(self) -> Iterator[str]:
-        """The log, line by line (no newline). Lines may hold lone surrogates (invalid UTF-8)."""
-        self.opendkim_pid = self.pids.new()
-        streams = [self._fixed_stream(), self.s_users(), self.s_newsletter(), self.s_monitor(),
-                   self.s_inbound(), self.s_noise()]
+        """The log, line by line (no newline). Lines may hold lone surrogates (invalid UTF-8).
+
+        Stream protocol: a stream yields the start time of its next episode, and when resumed
+        (the merge has reached that time) yields the episode, or None if it dropped it. Building
+        only then gives each episode the process ids and queue IDs of its own moment.
+        """
+        streams: list[Iterator] = [self._fixed_stream(), self.s_users(), self.s_newsletter(),
+                                   self.s_monitor(), self.s_inbound(), self.s_noise(),
+                                   self.s_clock()]
         if self.has["compromised-account"]:
             streams.append(self.s_compromised())
         if self.has["trusted-relay"]:
             streams.append(self.s_relay())
         if self.has["bruteforce"]:
-            streams.append(self.s_bruteforce())
+            streams += self.s_bruteforce()
         if self.has["direct-smtp"]:
             streams.append(self.s_direct())
         if self.has["blocklisted"]:
             streams.append(self.s_blocklisted())
-        merged = heapq.merge(*streams, key=itemgetter(0))
+        agenda: list[tuple[float, int, Iterator]] = []
+        for i, g in enumerate(streams):
+            t0 = next(g, None)
+            if t0 is not None:
+                agenda.append((t0, i, g))
+        heapq.heapify(agenda)
 
         heap: list[tuple[float, int, str]] = []
         push = heapq.heappush
         pop = heapq.heappop
+        replace = heapq.heapreplace
         seq = 0
         emitted = 0
         last_sec = -1
@@ -752,7 +749,8 @@ class Simulation:
         minute_prefix = self._minute_prefix
         last_t = self.t_begin
         first_t: float | None = None
-        for start, ep in merged:
+        while agenda:
+            start, i, g = agenda[0]
             while heap and heap[0][0] <= start:
                 t, _, body = pop(heap)
                 sec = int(t)
@@ -765,6 +763,14 @@ class Simulation:
                     hdr = prefix + secs[sec - m * 60]
                 emitted += 1
                 yield hdr + body
+            ep = next(g, None)
+            nxt = next(g, None)
+            if nxt is None:
+                pop(agenda)
+            else:
+                replace(agenda, (nxt, i, g))
+            if ep is None:
+                continue
             if first_t is None:
                 first_t = start
             last_t = start
@@ -784,19 +790,19 @@ class Simulation:
                 hdr = prefix + secs[sec - m * 60]
             emitted += 1
             yield hdr + body
-            for i in range(1, len(ep)):
-                t, body = ep[i]
+            for k in range(1, len(ep)):
+                t, body = ep[k]
                 seq += 1
                 push(heap, (t, seq, body))
-        # Top up to the requested size with quiet single lines between the last episode and
-        # the end (streams stop a few lines short rather than overshoot).
+        # Top up to the requested size with quiet single lines before the end: streams stop a
+        # few lines short of their budgets rather than overshoot.
         short = self.target - emitted - len(heap)
         if short > 0:
             rng = Random(f"relayguard-sim:{self.seed}:pad")
             t_a = max(last_t, self.t_end - 3600)
             t_b = max(t_a + 1, self.t_end)
-            for i in range(short):
-                t = t_a + (t_b - t_a) * (i + rng.random()) / short
+            for k in range(short):
+                t = t_a + (t_b - t_a) * (k + rng.random()) / short
                 seq += 1
                 push(heap, (t, seq, self.noise_line(rng, t)))
         while heap:
@@ -836,7 +842,6 @@ class Simulation:
             "postfix_upgrade": {"at": self.iso(self.upgrade_at), "from": "3.7.6", "to": "3.7.11",
                                 "note": "auth failures log sasl_username= from here on"},
             "malformed": self.malformed,
-            "counts": dict(sorted(self.counts.items())),
         }
 
     # ----------------------------------------------------------------------- malformed lines
@@ -847,7 +852,8 @@ class Simulation:
         if kind == "truncated-header":
             line = hdr[:11]
         elif kind == "truncated-body":
-            line = (f"{hdr}postfix/smtp[{pid}]: 3C2A1B4D5E: to=<pat.jones@gmail.com>, "
+            # usec FFFFF > 999999: a queue ID no real message in the file can have
+            line = (f"{hdr}postfix/smtp[{pid}]: FFFFF0A1B2: to=<pat.jones@gmail.com>, "
                     f"relay=gmail-smtp-in.l.goo")
         elif kind == "nul-bytes":
             # after an unclean shutdown a log file holds a run of NULs before the next line
@@ -870,113 +876,157 @@ class Simulation:
 
     # ----------------------------------------------------------------------- streams
 
-    def _fixed_episodes(self) -> list[tuple[float, Episode | str]]:
-        """Episodes every run has: look-alikes, the upgrade, the malformed lines."""
+    @staticmethod
+    def _paced(pacer: _Pacer, build: Callable[[float], Episode],
+               kept: Callable[[Episode], None] | None = None) -> Iterator:
+        """The stream protocol around a pacer and an episode builder."""
+        while True:
+            t = pacer.time()
+            yield t
+            ep = build(t)
+            if pacer.take(len(ep)):
+                if kept is not None:
+                    kept(ep)
+                yield ep
+            else:
+                yield None
+                if pacer.done():
+                    return
+
+    def _fixed_items(self) -> list[tuple[float, str, float]]:
+        """(time, kind, arg) of the episodes every run has, whatever its size.
+
+        Each item has its own generator, so a dry build at planning time (`_count_fixed`)
+        gives exactly the line count of the real one.
+        """
         rng = Random(f"relayguard-sim:{self.seed}:fixed")
-        self.local_set = frozenset(self.local_names)
-        out: list[tuple[float, Episode | str]] = []
         r = rng.random
-
-        # The mistyping user: wrong once (or twice), right the next time.
-        grace = self.user_by_name[D.MISTYPING_USER]
-        cname, ip, _ = grace["ips"][-1]
-        for frac, fails in ((0.30, 2), (0.72, 1)):
-            t = self.at(frac) + r() * 600
-            for _ in range(fails):
-                ep = self.auth_fail_session(rng, t, grace["svc"], cname, ip, [grace["login"]],
-                                            grace["mech"], tls=True)
-                out.append((t, ep))
-                t = ep[-1][0] + 15 + r() * 40
-            rc = [self.ext_person(rng, "gmail.com")]
-            out.append((t, self.session(rng, t, grace["svc"], cname, ip,
-                                        [(grace["addr"], rc, self.user_msgid(rng, 0, t), "user")],
-                                        auth=(grace["mech"], grace["login"]), dkim=True)))
-
-        # SASL back end outages (dovecot auth restarting): before and after the upgrade.
-        for frac in (0.12, 0.55):
-            t = self.at(frac) + r() * 600
-            out.append((t, [(t, "dovecot: master: Error: service(auth): command startup failed, "
-                                "throttling for 2 secs")]))
-            for i in range(3 + int(r() * 3)):
-                u = self.users[1 + int(r() * (len(self.users) - 1))]
-                cname, ip, _ = u["ips"][-1]
-                tt = t + 0.5 + i * (2 + r() * 8)
-                ep = self.auth_fail_session(rng, tt, u["svc"], cname, ip, [u["login"]], u["mech"])
-                # same session shape, but the reason is the back end, not the password
-                ep = [(a, b.replace("UGFzc3dvcmQ6", "Connection lost to authentication server")
-                       .replace("(reason unavailable)", "Connection lost to authentication server")
-                       .replace(f"sasl_username={u['login']}", "sasl_username=(unavailable)"))
-                      if "authentication failed" in b else (a, b) for a, b in ep]
-                out.append((tt, ep))
-
-        # The Postfix point upgrade (Debian stable update).
-        t = self.upgrade_at
-        old_master = self.pids.master
-        p1, p2 = self.pids.new(), self.pids.new()
-        out.append((t, [(t, f"postfix/postfix-script[{p1}]: stopping the Postfix mail system"),
-                        (t + 0.01, f"postfix/master[{old_master}]: terminating on signal 15"),
-                        (t + 2.1, f"postfix/postfix-script[{p2}]: starting the Postfix mail system")]))
-        out.append((t + 2.2, "UPGRADE"))
-
-        # LAN PCs with a few direct port-25 connections (a mail client set to the ISP's server).
-        for frac, src, k in ((0.15, D.NORMAL_LAN_SMTP_PCS[0], 4), (0.6, D.NORMAL_LAN_SMTP_PCS[1], 3)):
-            t = self.at(frac) + r() * 900
-            dst = self._public_ip(rng)
-            ep = []
-            for i in range(k):
-                ep.append((t + i * (20 + r() * 300), self.fw_line(rng, t + i, src, dst, linux=True)))
-            out.append((t, ep))
-
-        # One legitimate message to 40 recipients.
-        laura = self.user_by_name[D.BIG_INVITE_USER]
-        t = self.at(0.5) + r() * 600
-        rc = [self.ext_person(rng, D.USER_DESTINATIONS[int(r() * len(D.USER_DESTINATIONS))])
-              for _ in range(40)]
-        cname, ip, _ = laura["ips"][-1]
-        out.append((t, self.session(rng, t, laura["svc"], cname, ip,
-                                    [(laura["addr"], rc, self.user_msgid(rng, 1, t), "user")],
-                                    auth=(laura["mech"], laura["login"]), dkim=True)))
-
-        # Deliberately damaged lines (the parser must count and skip them).
+        items = [(self.at(0.30) + r() * 600, "mistype", 2.0),
+                 (self.at(0.72) + r() * 600, "mistype", 1.0),
+                 (self.at(0.12) + r() * 600, "outage", 0.0),
+                 (self.at(0.55) + r() * 600, "outage", 0.0),
+                 (self.upgrade_at, "upgrade", 0.0),
+                 (self.at(0.15) + r() * 900, "lan-smtp", 0.0),
+                 (self.at(0.60) + r() * 900, "lan-smtp", 1.0),
+                 (self.at(0.50) + r() * 600, "invite", 0.0)]
         for frac, kind in ((0.07, "truncated-header"), (0.21, "nul-bytes"),
                            (0.37, "invalid-utf8"), (0.48, "truncated-body"),
                            (0.66, "repeated"), (0.81, "binary"), (0.93, "text")):
-            out.append((self.at(frac) + r() * 60, kind))
-        out.sort(key=itemgetter(0))
+            items.append((self.at(frac) + r() * 60, kind, 0.0))
+        items.sort(key=itemgetter(0))
+        return items
+
+    def _build_fixed(self, i: int, t: float, kind: str, arg: float) -> Episode | str:
+        rng = Random(f"relayguard-sim:{self.seed}:fixed:{i}")
+        r = rng.random
+        out: Episode = []
+        if kind == "mistype":
+            # wrong once (or twice), right the next time: a human, not a guesser
+            grace = self.user_by_name[D.MISTYPING_USER]
+            cname, ip, _ = grace["ips"][-1]
+            for _ in range(int(arg)):
+                ep = self.auth_fail_session(rng, t, grace["svc"], cname, ip, [grace["login"]],
+                                            grace["mech"], tls=True)
+                out += ep
+                t = ep[-1][0] + 15 + r() * 40
+            rc = [self.ext_person(rng, "gmail.com")]
+            out += self.session(rng, t, grace["svc"], cname, ip,
+                                [(grace["addr"], rc, self.user_msgid(rng, 0, t), "user")],
+                                auth=(grace["mech"], grace["login"]), dkim=True)
+        elif kind == "outage":
+            # dovecot auth restarting: several users "fail" at once, a server fault
+            out.append((t, "dovecot: master: Error: service(auth): command startup failed, "
+                           "throttling for 2 secs"))
+            lost = "Connection lost to authentication server"
+            for j in range(3 + int(r() * 3)):
+                u = self.users[1 + int(r() * (len(self.users) - 1))]
+                cname, ip, _ = u["ips"][-1]
+                tt = t + 0.5 + j * (2 + r() * 8)
+                ep = self.auth_fail_session(rng, tt, u["svc"], cname, ip, [u["login"]], u["mech"],
+                                            reason=lost)
+                out += ep
+        elif kind == "upgrade":
+            # Debian stable point release: postinst restarts Postfix, every daemon's pid changes
+            p1 = self.pids.new()
+            out.append((t, f"postfix/postfix-script[{p1}]: stopping the Postfix mail system"))
+            out.append((t + 0.01, f"postfix/master[{self.pids.master}]: terminating on signal 15"))
+            self.pids.restart()
+            p2 = self.pids.new()
+            out.append((t + 2.1, f"postfix/postfix-script[{p2}]: starting the Postfix mail system"))
+            out.append((t + 2.2, f"postfix/master[{self.pids.master}]: daemon started -- version "
+                                 f"3.7.11, configuration /etc/postfix"))
+        elif kind == "lan-smtp":
+            # a LAN PC whose mail client talks to its ISP's port 25: a handful, normal
+            src = D.NORMAL_LAN_SMTP_PCS[int(arg)]
+            dst = self._public_ip(rng)
+            tt = t
+            for _ in range(4 - int(arg)):
+                out.append((tt, self.fw_line(rng, tt, src, dst, linux=True)))
+                tt += 20 + r() * 300
+        elif kind == "invite":
+            laura = self.user_by_name[D.BIG_INVITE_USER]
+            rc = [self.ext_person(rng, D.USER_DESTINATIONS[int(r() * len(D.USER_DESTINATIONS))])
+                  for _ in range(40)]
+            cname, ip, _ = laura["ips"][-1]
+            out += self.session(rng, t, laura["svc"], cname, ip,
+                                [(laura["addr"], rc, self.user_msgid(rng, 1, t), "user")],
+                                auth=(laura["mech"], laura["login"]), dkim=True)
+        else:
+            return kind  # a malformed line, made at emission (it needs the line number)
         return out
 
-    def _fixed_stream(self) -> Iterator[tuple[float, Episode]]:
-        for t, ep in self.fixed:
-            if ep == "UPGRADE":
-                # pids change only once the merge reaches this moment
-                self.pids.restart()
-                self.upgraded = True
-                ep = [(t, f"postfix/master[{self.pids.master}]: daemon started -- version 3.7.11, "
-                          f"configuration /etc/postfix")]
-            yield t, ep
+    def _count_fixed(self) -> int:
+        """Line count of the fixed items, from a dry build with throwaway pids and queue IDs."""
+        saved = self.pids, self.qid
+        self.pids, self.qid = _Pids(Random(0)), _Qids()
+        try:
+            n = 0
+            for i, (t, kind, arg) in enumerate(self.fixed):
+                ep = self._build_fixed(i, t, kind, arg)
+                n += 1 if isinstance(ep, str) else len(ep)
+            return n
+        finally:
+            self.pids, self.qid = saved
 
-    def s_users(self) -> Iterator[tuple[float, Episode]]:
+    def _dry_count(self, stream: Callable[[], Iterator]) -> int:
+        """Lines a budget-free stream will produce (a dry run with throwaway ids)."""
+        saved = self.pids, self.qid
+        self.pids, self.qid = _Pids(Random(0)), _Qids()
+        try:
+            return sum(len(x) for x in stream() if isinstance(x, list))
+        finally:
+            self.pids, self.qid = saved
+
+    def _fixed_stream(self) -> Iterator:
+        for i, (t, kind, arg) in enumerate(self.fixed):
+            yield t
+            yield self._build_fixed(i, t, kind, arg)
+
+    def _pick_user_ip(self, rng: Random, u: dict, t: float) -> tuple[str, str]:
+        ips = u["ips"]
+        if len(ips) == 1:
+            return ips[0][0], ips[0][1]
+        if u["name"] == D.MOVING_USER:
+            c = ips[int(t // 5400) % 2]  # laptop and phone, alternating every 90 minutes
+            return c[0], c[1]
+        h, weekday = self.hour_of(t)
+        office = [x for x in ips if x[2] == "office"]
+        if office and weekday and 8 <= h < 18 and rng.random() < 0.85:
+            return office[0][0], office[0][1]
+        away = [x for x in ips if x[2] != "office"] or ips
+        c = away[int(rng.random() * len(away))]
+        return c[0], c[1]
+
+    def s_users(self) -> Iterator:
         rng = Random(f"relayguard-sim:{self.seed}:users")
         r = rng.random
         pacer = self.pace(rng, self.base_budget["users"], self.t_begin, self.t_end, 12, diurnal=True)
         cum = self.user_cum
         users = self.users
-        while True:
-            t = pacer.time()
+
+        def build(t: float) -> Episode:
             u = users[min(bisect_left(cum, r()), len(users) - 1)]
-            h, weekday = self.hour_of(t)
-            ips = u["ips"]
-            if len(ips) == 1:
-                cname, ip, _ = ips[0]
-            elif u["name"] == D.MOVING_USER:
-                cname, ip, _ = ips[int(t // 5400) % 2]  # alternates every 90 minutes
-            else:
-                office = [x for x in ips if x[2] == "office"]
-                if office and weekday and 8 <= h < 18 and r() < 0.85:
-                    cname, ip, _ = office[0]
-                else:
-                    away = [x for x in ips if x[2] != "office"] or ips
-                    cname, ip, _ = away[int(r() * len(away))]
+            cname, ip = self._pick_user_ip(rng, u, t)
             svc = u["svc"]
             mech = u["mech"]
             style = int(r() * 3)
@@ -987,124 +1037,112 @@ class Simulation:
             rcpts = []
             for _ in range(nr):
                 if r() < 0.25:
-                    other = users[int(r() * len(users))]["name"]
-                    rcpts.append(f"{other}@{D.DOMAIN}")
+                    rcpts.append(f"{users[int(r() * len(users))]['name']}@{D.DOMAIN}")
                 else:
                     dom = D.USER_DESTINATIONS[int(r() * len(D.USER_DESTINATIONS))]
                     rcpts.append(self.ext_person(rng, dom))
-            nmsg = 1 if r() < 0.9 else 2
-            msgs = [(u["addr"], rcpts, self.user_msgid(rng, style, t), "user")] * nmsg
-            ep = self.session(rng, t, svc, cname, ip, msgs, auth=(mech, u["login"]),
-                              tls=ip != "127.0.0.1", dkim=True)
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    return
-                continue
-            yield t, ep
+            msgs = [(u["addr"], rcpts, self.user_msgid(rng, style, t), "user")]
+            if r() < 0.1:  # a second message in the same connection (a reply, a forward)
+                msgs.append((u["addr"], rcpts[:1], self.user_msgid(rng, style, t), "user"))
+            return self.session(rng, t, svc, cname, ip, msgs, auth=(mech, u["login"]),
+                                tls=ip != "127.0.0.1", dkim=True)
 
-    def s_newsletter(self) -> Iterator[tuple[float, Episode]]:
+        return self._paced(pacer, build)
+
+    def s_newsletter(self) -> Iterator:
         rng = Random(f"relayguard-sim:{self.seed}:newsletter")
         r = rng.random
         cname, ip = D.NEWSLETTER_HOST
         pacer = self.pace(rng, self.base_budget["newsletter"], self.t_begin, self.t_end, 30)
-        issue = 0
-        while True:
-            t = pacer.time()
-            issue += 1
+        issue = f"{self.dt(self.t_begin):%Y%m%d}"
+
+        def build(t: float) -> Episode:
             msgs = []
             for _ in range(1 + int(r() * 4)):  # a few subscribers per connection
                 dom = (D.USER_DESTINATIONS[int(r() * len(D.USER_DESTINATIONS))] if r() < 0.6
                        else self.rand_domain(rng))
                 rc = self.ext_person(rng, dom)
-                mid = f"news.{self.dt(t):%Y%m%d}.{issue}.{rng.getrandbits(40):010x}@{D.DOMAIN}"
+                mid = f"news.{issue}.{rng.getrandbits(40):010x}@{D.DOMAIN}"
                 msgs.append((f"news@{D.DOMAIN}", [rc], mid, "news"))
-            ep = self.session(rng, t, "smtpd", cname, ip, msgs, tls=False, dkim=True)
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    return
-                continue
-            yield t, ep
+            return self.session(rng, t, "smtpd", cname, ip, msgs, tls=False, dkim=True)
 
-    def s_monitor(self) -> Iterator[tuple[float, Episode]]:
+        return self._paced(pacer, build)
+
+    def s_monitor(self) -> Iterator:
         rng = Random(f"relayguard-sim:{self.seed}:monitor")
         cname, ip = D.MONITOR_HOST
         pacer = self.pace(rng, self.base_budget["monitor"], self.t_begin, self.t_end, 8)
-        while True:
-            t = pacer.time()
+
+        def build(t: float) -> Episode:
             mid = f"{self.dt(t):%Y%m%d%H%M%S}.{rng.getrandbits(36):09X}@nagios.example.lan"
-            ep = self.session(rng, t, "smtpd", cname, ip,
-                              [(f"nagios@{D.DOMAIN}", [f"{D.ADMIN}@{D.DOMAIN}"], mid, "user")],
-                              tls=False)
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    return
-                continue
-            yield t, ep
+            return self.session(rng, t, "smtpd", cname, ip,
+                                [(f"nagios@{D.DOMAIN}", [f"{D.ADMIN}@{D.DOMAIN}"], mid, "user")],
+                                tls=False)
+
+        return self._paced(pacer, build)
 
     def _inbound_client(self, rng: Random) -> tuple[str, str, str]:
+        """(client name, IP, envelope sender) of a remote MTA delivering to us."""
         r = rng.random
         name_t, ip_t, kind = D.INBOUND_MTAS[int(r() * len(D.INBOUND_MTAS))]
         a = 2 + int(r() * 250)
         b = 10 + int(r() * 200)
         if kind == "partner":
             p = D.PARTNERS[int(r() * len(D.PARTNERS))]
-            mx, pip, _, _ = self.dom_info(p)
-            return f"smtp-out.{p}", pip, p
+            return f"smtp-out.{p}", self.dom_info(p)[1], self.ext_person(rng, p)
         x = f"db{3 + int(r() * 6)}eur0{1 + int(r() * 5)}on{2000 + int(r() * 999)}"
-        dom = {"mailchimp": "mail" + str(b) + ".mcsv.net", "amazonses": "amazonses.com"}.get(kind, kind)
-        return name_t.format(a=a, b=b, x=x), ip_t.format(a=a, b=b), dom
+        if kind == "mailchimp":
+            sender = (f"bounce-mc.us{1 + int(r() * 20)}_{rng.getrandbits(30)}."
+                      f"{rng.getrandbits(20)}-{rng.getrandbits(40):x}@mail{b}.mcsv.net")
+        elif kind == "amazonses":
+            sender = f"0102019{rng.getrandbits(60):015x}-000000@amazonses.com"
+        else:
+            sender = self.ext_person(rng, kind)
+        return name_t.format(a=a, b=b, x=x), ip_t.format(a=a, b=b), sender
 
-    def s_inbound(self) -> Iterator[tuple[float, Episode]]:
+    def s_inbound(self) -> Iterator:
         """Mail from the internet: deliveries, rejects, scanners, stray AUTH guesses."""
         rng = Random(f"relayguard-sim:{self.seed}:inbound")
         r = rng.random
         pacer = self.pace(rng, self.base_budget["inbound"], self.t_begin, self.t_end, 6)
         locals_ = self.local_names
-        while True:
-            t = pacer.time()
+
+        def build(t: float) -> Episode:
             k = r()
             if k < 0.52:
-                cname, ip, dom = self._inbound_client(rng)
-                sender = (self.ext_person(rng, dom) if "." in dom and dom not in ("mailchimp",)
-                          else f"bounce-{rng.getrandbits(32):x}@{dom}")
-                if dom == "amazonses.com":
-                    sender = f"0102019{rng.getrandbits(60):015x}-000000@amazonses.com"
+                cname, ip, sender = self._inbound_client(rng)
+                dom = sender.rpartition("@")[2]
                 nr = 1 if r() < 0.85 else 2
                 rcpts = [f"{locals_[int(r() * len(locals_))]}@{D.DOMAIN}" for _ in range(nr)]
-                if dom in ("gmail.com",):
+                if dom == "gmail.com":
                     mid = f"CA+{rng.getrandbits(180):045x}@mail.gmail.com"
                 elif dom == "outlook.com":
-                    mid = f"AM0PR04MB{rng.getrandbits(40):012X}@AM0PR04MB1234.eurprd04.prod.outlook.com"
+                    mid = f"AM0PR04MB{rng.getrandbits(40):010X}@AM0PR04MB1234.eurprd04.prod.outlook.com"
                 else:
-                    mid = f"{rng.getrandbits(64):016x}.{rng.getrandbits(20)}@{cname}"
-                ep = self.session(rng, t, "smtpd", cname, ip, [(sender, rcpts, mid, "user")],
-                                  tls=r() < 0.8)
-            elif k < 0.80:
-                ep = self._reject_session(rng, t)
-            elif k < 0.94:
-                ep = self._scanner_session(rng, t)
-            else:
-                # an internet-wide scanner's one or two guesses: below any sane threshold
-                ip = self._public_ip(rng)
-                guesses = [D.GUESS_NAMES[int(r() * len(D.GUESS_NAMES))] for _ in range(1 + (r() < 0.3))]
-                ep = self.auth_fail_session(rng, t, "smtpd" if r() < 0.6 else "submission/smtpd",
-                                            "unknown", ip, guesses)
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    return
-                continue
-            yield t, ep
+                    mid = f"{rng.getrandbits(64):016x}.{rng.getrandbits(20)}@{dom}"
+                return self.session(rng, t, "smtpd", cname, ip, [(sender, rcpts, mid, "user")],
+                                    tls=r() < 0.8)
+            if k < 0.80:
+                return self._reject_session(rng, t)
+            if k < 0.94:
+                return self._scanner_session(rng, t)
+            # an internet-wide scanner's one or two guesses: below any sane threshold
+            ip = self._public_ip(rng)
+            guesses = [D.GUESS_NAMES[int(r() * len(D.GUESS_NAMES))] for _ in range(1 + (r() < 0.3))]
+            return self.auth_fail_session(rng, t, "smtpd" if r() < 0.6 else "submission/smtpd",
+                                          "unknown", ip, guesses)
+
+        return self._paced(pacer, build)
 
     def _reject_session(self, rng: Random, t: float) -> Episode:
         r = rng.random
         ip = self._public_ip(rng)
         pre = None
-        cname = "unknown"
         if r() < 0.25:
             fake = f"{_ip_dashes(ip)}.static.{self.rand_domain(rng)}"
-            pre = [f"warning: hostname {fake} does not resolve to address {ip}: Name or service not known"]
-        helo = r()
-        helo = f"[{ip}]" if helo < 0.3 else self.rand_domain(rng) if helo < 0.7 else "User"
+            pre = f"warning: hostname {fake} does not resolve to address {ip}: Name or service not known"
+        k = r()
+        helo = f"[{ip}]" if k < 0.3 else self.rand_domain(rng) if k < 0.7 else "User"
         sender = self.ext_person(rng, self.rand_domain(rng))
         k = r()
         if k < 0.4:
@@ -1114,19 +1152,18 @@ class Simulation:
             rc = f"{D.FIRST[int(r() * len(D.FIRST))]}@{D.DOMAIN}"
             text = f"550 5.1.1 <{rc}>: Recipient address rejected: User unknown in local recipient table"
         else:
+            # our own RBL check rejecting a listed client (not us being listed)
             rc = f"{self.local_names[int(r() * len(self.local_names))]}@{D.DOMAIN}"
-            bl = D.BL_ZEN
-            text = (f"554 5.7.1 Service unavailable; Client host [{ip}] blocked using {bl}; "
+            text = (f"554 5.7.1 Service unavailable; Client host [{ip}] blocked using {D.BL_ZEN}; "
                     f"https://www.spamhaus.org/query/ip/{ip}")
         t_end = t + 1 + r() * 4
         pid = self.pids.session("smtpd", t, t_end)
         tag = f"postfix/smtpd[{pid}]: "
-        who = f"{cname}[{ip}]"
-        ep: Episode = [(t, f"{tag}{p}") for p in pre] if pre else []
+        who = f"unknown[{ip}]"
+        ep: Episode = [(t, f"{tag}{pre}")] if pre else []
         ep.append((t + 0.001, f"{tag}connect from {who}"))
         ep.append((t + 0.5, f"{tag}NOQUEUE: reject: RCPT from {who}: {text}; from=<{sender}> "
                             f"to=<{rc}> proto=ESMTP helo=<{helo}>"))
-        self.counts["rejected"] = self.counts.get("rejected", 0) + 1
         if r() < 0.5:
             ep.append((t_end - 0.01, f"{tag}lost connection after RCPT from {who}"))
             ep.append((t_end, f"{tag}disconnect from {who} ehlo=1 mail=1 rcpt=0/1 commands=2/3"))
@@ -1164,11 +1201,11 @@ class Simulation:
         """One quiet line from outside Postfix's mail flow (also used to top up the size)."""
         r = rng.random
         k = r()
-        if k < 0.5:
+        if k < 0.55:
             u = self.users[int(r() * len(self.users))]
-            cname, ip, kind = u["ips"][int(r() * len(u["ips"]))]
+            _, ip, _ = u["ips"][int(r() * len(u["ips"]))]
             lip = D.LAN_IP if ip.startswith("192.168.") else D.PUBLIC_IP
-            sess = f"{rng.getrandbits(96):024x}"[:16]
+            sess = f"{rng.getrandbits(64):016x}"
             mpid = self.pids.new()
             if r() < 0.55:
                 return (f"dovecot: imap-login: Login: user=<{u['login']}>, method=PLAIN, rip={ip}, "
@@ -1176,72 +1213,105 @@ class Simulation:
             return (f"dovecot: imap({u['login']})<{mpid}><{sess}>: Logged out "
                     f"in={int(r() * 2000)} out={int(r() * 90000)} deleted=0 expunged=0 trashed=0 "
                     f"hdr_count=0 hdr_bytes=0 body_count={int(r() * 5)} body_bytes={int(r() * 80000)}")
-        if k < 0.62:
-            return (f"CRON[{self.pids.new()}]: pam_unix(cron:session): session "
-                    f"{'opened' if r() < 0.5 else 'closed'} for user root"
-                    + ("(uid=0) by (uid=0)" if r() < 0.5 else ""))
-        if k < 0.7:
-            return f"CRON[{self.pids.new()}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)"
-        if k < 0.8:
+        if k < 0.70:
             ip = self._public_ip(rng)
             return (f"dovecot: imap-login: Disconnected: Connection closed (no auth attempts in "
                     f"{int(r() * 3)} secs): user=<>, rip={ip}, lip={D.PUBLIC_IP}, TLS handshaking: "
                     f"Connection closed, session=<{rng.getrandbits(64):016x}>")
+        if k < 0.80:
+            return (f"CRON[{self.pids.new()}]: (root) CMD (command -v debian-sa1 > /dev/null && "
+                    f"debian-sa1 1 1)")
         if k < 0.88:
-            return f"postfix/smtpd[{self.pids.new()}]: warning: dict_nis_init: NIS domain name not set - NIS lookups disabled"
+            return (f"postfix/smtpd[{self.pids.new()}]: warning: dict_nis_init: NIS domain name "
+                    f"not set - NIS lookups disabled")
         if k < 0.95:
             return (f"kernel: [{self.uptime0 + t - self.t_begin:12.6f}] audit: type=1400 "
                     f"audit({1781000000 + int(t)}.{int(r() * 999):03d}:{int(r() * 9999)}): "
                     f"apparmor=\"DENIED\" operation=\"open\" profile=\"/usr/sbin/ntpd\" "
                     f"name=\"/etc/ssl/openssl.cnf\" pid={self.pids.new()} comm=\"ntpd\" "
                     f"requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0")
-        return "systemd[1]: Started session-" + str(int(r() * 9000)) + ".scope - Session of User root."
+        return f"systemd[1]: Started session-{int(r() * 9000)}.scope - Session {int(r() * 9000)} of User root."
 
-    def s_noise(self) -> Iterator[tuple[float, Episode]]:
-        """Statistics dumps, dovecot, cron, local mail from cron and the web site, kernel."""
+    def s_noise(self) -> Iterator:
+        """Statistics dumps, dovecot, cron, kernel: volume that carries no mail."""
         rng = Random(f"relayguard-sim:{self.seed}:noise")
         r = rng.random
-        pacer = self.pace(rng, self.base_budget["noise"], self.t_begin, self.t_end, 2)
-        while True:
-            t = pacer.time()
+        pacer = self.pace(rng, self.base_budget["noise"], self.t_begin, self.t_end, 1.3)
+
+        def build(t: float) -> Episode:
             k = r()
-            if k < 0.04:
+            if k < 0.01:
                 pid = self.pids.new()
                 ip = self._public_ip(rng)
                 when = self.stamp(t - 60 - r() * 400)
-                ep = [(t, f"postfix/anvil[{pid}]: statistics: max connection rate {1 + int(r() * 4)}/60s for (smtp:{ip}) at {when}"),
-                      (t + 0.001, f"postfix/anvil[{pid}]: statistics: max connection count {1 + int(r() * 2)} for (smtp:{ip}) at {when}"),
-                      (t + 0.002, f"postfix/anvil[{pid}]: statistics: max cache size {1 + int(r() * 6)} at {when}")]
-            elif k < 0.06:
+                return [(t, f"postfix/anvil[{pid}]: statistics: max connection rate "
+                            f"{1 + int(r() * 4)}/60s for (smtp:{ip}) at {when}"),
+                        (t + 0.001, f"postfix/anvil[{pid}]: statistics: max connection count "
+                                    f"{1 + int(r() * 2)} for (smtp:{ip}) at {when}"),
+                        (t + 0.002, f"postfix/anvil[{pid}]: statistics: max cache size "
+                                    f"{1 + int(r() * 6)} at {when}")]
+            if k < 0.015:
                 pid = self.pids.new()
                 miss = 1 + int(r() * 9)
                 hits = int(r() * 5)
-                ep = [(t, f"postfix/scache[{pid}]: statistics: start interval {self.stamp(t - 200 - r() * 100)}"),
-                      (t + 0.001, f"postfix/scache[{pid}]: statistics: domain lookup hits={hits} miss={miss} success={100 * hits // (hits + miss)}%"),
-                      (t + 0.002, f"postfix/scache[{pid}]: statistics: address lookup hits=0 miss={miss + 1} success=0%"),
-                      (t + 0.003, f"postfix/scache[{pid}]: statistics: max simultaneous domains=1 addresses=1 connection={1 + int(r() * 3)}")]
-            elif k < 0.085:
-                # cron mail to root, or the web site's contact form (local submission, benign)
-                qid = self.qid(t)
-                if r() < 0.6:
-                    ep = [(t, f"postfix/pickup[{self.pids.pickup}]: {qid}: uid=0 from=<root>")]
-                    self.queue(ep, rng, t, qid, f"root@{D.MYHOSTNAME}", [f"postmaster@{D.DOMAIN}"],
-                               800 + int(r() * 3000), self.user_msgid(rng, 3, t), "user")
-                else:
-                    ep = [(t, f"postfix/pickup[{self.pids.pickup}]: {qid}: uid=33 from=<www-data>")]
-                    self.queue(ep, rng, t, qid, f"www-data@{D.MYHOSTNAME}", [f"info@{D.DOMAIN}"],
-                               1200 + int(r() * 2000), self.user_msgid(rng, 3, t), "user")
-            else:
-                ep = [(t, self.noise_line(rng, t))]
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    return
+                return [(t, f"postfix/scache[{pid}]: statistics: start interval "
+                            f"{self.stamp(t - 200 - r() * 100)}"),
+                        (t + 0.001, f"postfix/scache[{pid}]: statistics: domain lookup hits={hits} "
+                                    f"miss={miss} success={100 * hits // (hits + miss)}%"),
+                        (t + 0.002, f"postfix/scache[{pid}]: statistics: address lookup hits=0 "
+                                    f"miss={miss + 1} success=0%"),
+                        (t + 0.003, f"postfix/scache[{pid}]: statistics: max simultaneous "
+                                    f"domains=1 addresses=1 connection={1 + int(r() * 3)}")]
+            return [(t, self.noise_line(rng, t))]
+
+        return self._paced(pacer, build)
+
+    def s_clock(self) -> Iterator:
+        """What the clock drives: hourly cron, the daily report mailed to root, and the web
+        site's contact form (local submissions through pickup, benign)."""
+        rng = Random(f"relayguard-sim:{self.seed}:clock")
+        r = rng.random
+        hour0 = int(self.t_begin // 3600)
+        forms = sorted(self.at(r()) for _ in range(max(1, int(4 * self.span / 86_400))))
+        fi = 0
+        h = hour0
+        while True:
+            t_cron = h * 3600 + 17 * 60 + r()  # run-parts /etc/cron.hourly at :17
+            if t_cron < self.t_begin:
+                h += 1
                 continue
-            yield t, ep
+            while fi < len(forms) and forms[fi] < t_cron:
+                t = forms[fi]
+                fi += 1
+                yield t
+                qid = self.qid(t)
+                ep = [(t, f"postfix/pickup[{self.pids.pickup}]: {qid}: uid=33 from=<www-data>")]
+                self.queue(ep, rng, t, qid, f"www-data@{D.MYHOSTNAME}", [f"info@{D.DOMAIN}"],
+                           1200 + int(r() * 2000), self.user_msgid(rng, 3, t), "user")
+                yield ep
+            if t_cron > self.t_end:
+                return
+            yield t_cron
+            pid = self.pids.new()
+            ep = [(t_cron, f"CRON[{pid}]: pam_unix(cron:session): session opened for user "
+                           f"root(uid=0) by (uid=0)"),
+                  (t_cron + 0.01, f"CRON[{pid + 1}]: (root) CMD (   cd / && run-parts --report "
+                                  f"/etc/cron.hourly)"),
+                  (t_cron + 0.3, f"CRON[{pid}]: pam_unix(cron:session): session closed for user root")]
+            self.pids.counter += 1
+            if self.dt(t_cron).hour == 6:
+                # cron.daily's report, mailed to root (aliased to admin)
+                t = t_cron + 8 * 60 + r() * 60
+                qid = self.qid(t)
+                ep.append((t, f"postfix/pickup[{self.pids.pickup}]: {qid}: uid=0 from=<root>"))
+                self.queue(ep, rng, t, qid, f"root@{D.MYHOSTNAME}", [f"postmaster@{D.DOMAIN}"],
+                           3000 + int(r() * 9000), self.user_msgid(rng, 3, t), "user")
+            yield ep
+            h += 1
 
     # ----------------------------------------------------------------------- attacks
 
-    def s_compromised(self) -> Iterator[tuple[float, Episode]]:
+    def s_compromised(self) -> Iterator:
         """Guess admin's password from one IP, then spam through the account from a botnet."""
         rng = Random(f"relayguard-sim:{self.seed}:compromised")
         r = rng.random
@@ -1254,161 +1324,160 @@ class Simulation:
         names = [D.GUESS_NAMES[int(r() * len(D.GUESS_NAMES))] for _ in range(14 + int(r() * 8))]
         names += [D.ADMIN] * (8 + int(r() * 6))
         i = 0
-        nfail = 0
         while i < len(names):
             k = 1 + (r() < 0.5)
             chunk = names[i:i + k]
             i += k
+            yield t
             ep = self.auth_fail_session(rng, t, "smtpd", "unknown", ip, chunk)
-            nfail += len(chunk)
             used += len(ep)
-            yield t, ep
+            yield ep
             t = ep[-1][0] + 5 + r() * 60
         # 2. the password is right: a test message to the attacker's drop box
         t += 30 + r() * 120
+        t_success = t
+        yield t
         ep = self.session(rng, t, "smtpd", "unknown", ip,
-                          [(f"{D.ADMIN}@{D.DOMAIN}", [f"check{rng.getrandbits(20)}@mail.ru"], None, "spam")],
+                          [(f"{D.ADMIN}@{D.DOMAIN}", [f"check{rng.getrandbits(20)}@mail.ru"], None,
+                            "spam")],
                           auth=("LOGIN", D.ADMIN), tls=False)
         used += len(ep)
-        t_success = t
-        yield t, ep
-        # 3. the run: IPs join one by one, sessions of several messages each
+        yield ep
+        # 3. the run: bots join one by one, sessions of several messages each
         n_ips = max(15, min(40, (budget - used) // 60))
         ips = self.botnet[:n_ips]
         t_a = max(t + 600, self.at(0.47))
         t_b = self.at(0.62)
         pacer = self.pace(rng, max(1, budget - used), t_a, t_b, 25)
-        msgs_sent = 0
-        seen_ips = {ip}
-        while True:
-            t = pacer.time()
+        seen = {ip}
+        stats = {"messages": 1, "last": t_a}
+        big = budget - used > 2000
+
+        def build(t: float) -> Episode:
             frac = (t - t_a) / (t_b - t_a)
             avail = max(1, min(n_ips, int(n_ips * (0.3 + frac * 1.5))))
             bip = ips[int(r() * r() * avail)] if r() < 0.5 else ips[int(r() * avail)]
-            if len(seen_ips) < n_ips and pacer.used > pacer.budget * 0.5:
-                bip = ips[len(seen_ips) - 1]  # make sure every bot shows up
+            if pacer.used > pacer.budget * 0.5:
+                # make sure every bot shows up before the run ends
+                bip = next((x for x in ips if x not in seen), bip)
             msgs = []
-            for _ in range(1 + int(r() * 3)):
+            # small files: one short message per connection, so that 15+ bots still fit
+            for _ in range(1 + int(r() * 3) if big else 1):
                 if r() < 0.25:
                     sender = f"{D.GUESS_NAMES[int(r() * 8)]}@{D.DOMAIN}"
                 else:
                     sender = self.ext_person(rng, self.rand_domain(rng))
                 rcpts = []
-                for _ in range(1 + int(r() * r() * 8)):
+                for _ in range(1 + int(r() * r() * 8) if big else 1 + (r() < 0.3)):
                     dom = self.rand_domain(rng) if r() < 0.6 else D.USER_DESTINATIONS[int(r() * 11)]
                     rcpts.append(self.ext_person(rng, dom))
                 mid = None if r() < 0.3 else f"{rng.getrandbits(64):016x}@{sender.rpartition('@')[2]}"
                 msgs.append((sender, rcpts, mid, "spam"))
             svc = "submission/smtpd" if r() < 0.6 else "smtpd"
-            ep = self.session(rng, t, svc, "unknown", bip, msgs, auth=("LOGIN", D.ADMIN),
-                              tls=svc != "smtpd")
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    break
-                continue
-            seen_ips.add(bip)
-            msgs_sent += len(msgs)
-            yield t, ep
-        c = self.culprits[0]
-        c.update({"login_ips": len(seen_ips), "messages": msgs_sent + 1,
-                  "guess_failures": nfail, "password_guessed_at": self.iso(t_success),
-                  "burst": [self.iso(t_a), self.iso(min(t, t_b))],
-                  "normal": {"messages_per_day": admin["rate"], "ips": [admin["ips"][0][1]]}})
+            stats["pending"] = (bip, len(msgs))
+            return self.session(rng, t, svc, "unknown", bip, msgs, auth=("LOGIN", D.ADMIN),
+                                tls=svc != "smtpd")
 
-    def s_relay(self) -> Iterator[tuple[float, Episode]]:
+        def kept(ep: Episode) -> None:
+            bip, n = stats["pending"]
+            seen.add(bip)
+            stats["messages"] += n
+            stats["last"] = ep[0][0]
+
+        yield from self._paced(pacer, build, kept)
+        c = self.culprits[0]
+        c.update({"login_ips": len(seen), "messages": stats["messages"],
+                  "guess_failures": len(names), "password_guessed_at": self.iso(t_success),
+                  "burst": [self.iso(t_a), self.iso(stats["last"])],
+                  "normal": {"messages_per_day": admin["rate"], "ips": [admin["ips"][0][1]]}})
+        c["bot_ips"] = sorted(seen - {ip})
+        self.culprits[1]["failures"] = len(names)
+
+    def s_relay(self) -> Iterator:
         rng = Random(f"relayguard-sim:{self.seed}:relay")
         r = rng.random
         cname, ip = D.RELAY_HOST
         t_a, t_b = self.at(0.55), self.at(0.80)
         pacer = self.pace(rng, self.attack_budget["relay"], t_a, t_b, 20)
-        senders = set()
-        nmsg = 0
-        while True:
-            t = pacer.time()
+        stats = {"messages": 0, "senders": 0, "pending": 0}
+
+        def build(t: float) -> Episode:
             msgs = []
             for _ in range(1 + int(r() * 3)):
                 sender = self.ext_person(rng, self.rand_domain(rng))
-                if len(senders) < 5000:
-                    senders.add(sender)
                 rcpts = [self.ext_person(rng, self.rand_domain(rng) if r() < 0.7
                                          else D.USER_DESTINATIONS[int(r() * 11)])
                          for _ in range(1 + int(r() * r() * 5))]
                 msgs.append((sender, rcpts, None, "spam"))
-            ep = self.session(rng, t, "smtpd", cname, ip, msgs, tls=False)
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    break
-                continue
-            nmsg += len(msgs)
-            yield t, ep
+            stats["pending"] = len(msgs)
+            return self.session(rng, t, "smtpd", cname, ip, msgs, tls=False)
+
+        def kept(ep: Episode) -> None:
+            stats["messages"] += stats["pending"]
+
+        yield from self._paced(pacer, build, kept)
         for c in self.culprits:
             if c["kind"] == "trusted_host_relay":
-                c.update({"messages": nmsg, "senders": len(senders),
-                          "window": [self.iso(t_a), self.iso(t_b)]})
+                c.update({"messages": stats["messages"], "window": [self.iso(t_a), self.iso(t_b)],
+                          "note": "no SASL login, message-id=<>, a new envelope sender each time"})
 
-    def s_bruteforce(self) -> Iterator[tuple[float, Episode]]:
+    def s_bruteforce(self) -> list[Iterator]:
         """2–3 hammering IPs (hundreds of tries each) and one login sprayed from 30+ IPs."""
-        rng = Random(f"relayguard-sim:{self.seed}:bruteforce")
-        r = rng.random
         budget = self.attack_budget["bruteforce"]
-        spray_budget = max(120, budget // 4)
-        heavy = budget - spray_budget
-        windows = [(0.15, 0.45), (0.50, 0.70), (0.65, 0.90)][:len(self.brute_ips)]
-        gens = []
-        per = heavy // len(self.brute_ips)
-        harvested = [u["login"] for u in self.users[1:8]]
+        ips = self.spray_ips
+        # the spray: every IP tries 2–4 times; sessions are always 4 lines, so it is exact
+        rng = Random(f"relayguard-sim:{self.seed}:spray")
+        r = rng.random
+        tries = [2 + int(r() * 2.6) for _ in ips]
+        spray_lines = 4 * sum(tries)
+        per = max(40, (budget - spray_lines) // len(self.brute_ips))
+        windows = ((0.15, 0.45), (0.50, 0.70), (0.65, 0.90))
+        # common names first, then real logins harvested from the web site
+        pool = D.GUESS_NAMES + tuple(u["login"] for u in self.users[1:8])
         counts: dict[str, int] = {}
 
-        def hammer(ip: str, a: float, b: float, seed_k: int) -> Iterator[tuple[float, Episode]]:
-            g = Random(f"relayguard-sim:{self.seed}:hammer:{seed_k}")
+        def hammer(k: int, ip: str) -> Iterator:
+            g = Random(f"relayguard-sim:{self.seed}:hammer:{k}")
+            a, b = windows[k]
             pacer = self.pace(g, per, self.at(a), self.at(b), 9)
-            svc = ("smtpd", "submission/smtpd", "smtps/smtpd")[seed_k % 3]
-            while True:
-                t = pacer.time()
-                names = [(D.GUESS_NAMES + tuple(harvested))[int(g.random() * (len(D.GUESS_NAMES) + 7))]
-                         for _ in range(1 + int(g.random() * 3))]
+            svc = ("smtpd", "submission/smtpd", "smtps/smtpd")[k % 3]
+            pending = [0]
+
+            def build(t: float) -> Episode:
+                names = [pool[int(g.random() * len(pool))] for _ in range(1 + int(g.random() * 3))]
                 names = [n if g.random() < 0.7 else f"{n}@{D.DOMAIN}" for n in names]
-                ep = self.auth_fail_session(g, t, svc, "unknown", ip, names,
-                                            "LOGIN" if g.random() < 0.8 else "PLAIN",
-                                            tls=svc == "submission/smtpd")
-                if not pacer.take(len(ep)):
-                    if pacer.done():
-                        return
-                    continue
-                counts[ip] = counts.get(ip, 0) + len(names)
-                yield t, ep
+                pending[0] = len(names)
+                return self.auth_fail_session(g, t, svc, "unknown", ip, names,
+                                              "LOGIN" if g.random() < 0.8 else "PLAIN",
+                                              tls=svc == "submission/smtpd")
 
-        for k, (ip, (a, b)) in enumerate(zip(self.brute_ips, windows, strict=True)):
-            gens.append(hammer(ip, a, b, k))
+            def kept(ep: Episode) -> None:
+                counts[ip] = counts.get(ip, 0) + pending[0]
 
-        def spray() -> Iterator[tuple[float, Episode]]:
+            yield from self._paced(pacer, build, kept)
+            for c in self.culprits:
+                if c["kind"] == "auth_bruteforce" and c["subject"] == ip:
+                    c["failures"] = counts.get(ip, 0)
+                    c["window"] = [self.iso(self.at(a)), self.iso(self.at(b))]
+
+        def spray() -> Iterator:
             login = self.user_by_name[D.DISTRIBUTED_TARGET]["login"]
-            ips = self.spray_ips
-            t_a, t_b = self.at(0.30), self.at(0.60)
-            # every IP tries a few times, in a shuffled order spread over the window
-            order = [ip for ip in ips for _ in range(2 + int(r() * 3))]
+            order = [ip for ip, n in zip(ips, tries, strict=True) for _ in range(n)]
             rng.shuffle(order)
-            cap = max(len(ips), spray_budget // 5)
-            order = order[:cap] if len(order) > cap else order
-            seen = set()
-            # each of the first len(ips) slots uses a distinct IP so all 30+ appear
-            order = ips + [x for x in order if x not in seen][: max(0, cap - len(ips))]
+            t_a, t_b = self.at(0.30), self.at(0.60)
             for j, ip in enumerate(order):
                 t = t_a + (t_b - t_a) * (j + r()) / len(order)
-                ep = self.auth_fail_session(rng, t, "submission/smtpd", "unknown", ip, [login],
-                                            tls=True)
-                counts[ip] = counts.get(ip, 0) + 1
-                yield t, ep
+                yield t
+                yield self.auth_fail_session(rng, t, "smtpd", "unknown", ip, [login], lost=True)
+            for c in self.culprits:
+                if c.get("distributed"):
+                    c.update({"failures": len(order), "sources": len(ips),
+                              "window": [self.iso(t_a), self.iso(t_b)]})
 
-        yield from heapq.merge(*gens, spray(), key=itemgetter(0))
-        for c in self.culprits:
-            if c["kind"] == "auth_bruteforce" and c["subject"] in counts:
-                c["failures"] = counts[c["subject"]]
-            if c.get("distributed"):
-                c["failures"] = sum(counts.get(ip, 0) for ip in self.spray_ips)
-                c["sources"] = sum(1 for ip in self.spray_ips if ip in counts)
+        return [hammer(k, ip) for k, ip in enumerate(self.brute_ips)] + [spray()]
 
     def fw_line(self, rng: Random, t: float, src: str, dst: str, linux: bool = False) -> str:
+        """An iptables LOG line of the FORWARD rule from the ClearOS article."""
         r = rng.random
         mac = "00:15:5d:0a:01:02:3c:52:82:1f:9a:" + ("4e" if linux else "7b") + ":08:00"
         ttl, ln, win = (63, 60, 29200) if linux else (127, 52, 64240)
@@ -1417,56 +1486,49 @@ class Simulation:
                 f"TOS=0x00 PREC=0x00 TTL={ttl} ID={int(r() * 65535)} DF PROTO=TCP "
                 f"SPT={49152 + int(r() * 16000)} DPT=25 WINDOW={win} RES=0x00 SYN URGP=0")
 
-    def s_direct(self) -> Iterator[tuple[float, Episode]]:
+    def s_direct(self) -> Iterator:
         """A Windows PC with a spam bot: thousands of SYNs to port 25 of MXes everywhere."""
         rng = Random(f"relayguard-sim:{self.seed}:direct")
         r = rng.random
         t_a, t_b = self.at(0.35), self.at(0.95)
         pacer = self.pace(rng, self.attack_budget["direct"], t_a, t_b, 6)
-        dsts = set()
-        n = 0
-        while True:
-            t = pacer.time()
+        stats = {"n": 0}
+
+        def build(t: float) -> Episode:
             ep = []
             tt = t
             for _ in range(1 + int(r() * 10)):
                 dst = self._public_ip(rng) if r() < 0.7 else self.dom_info(self.rand_domain(rng))[1]
-                if len(dsts) < 100_000:
-                    dsts.add(dst)
                 ep.append((tt, self.fw_line(rng, tt, D.DIRECT_SMTP_PC, dst)))
                 tt += r() * 0.3
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    break
-                continue
-            n += len(ep)
-            yield t, ep
+            return ep
+
+        def kept(ep: Episode) -> None:
+            stats["n"] += len(ep)
+
+        yield from self._paced(pacer, build, kept)
         for c in self.culprits:
             if c["kind"] == "direct_smtp":
-                c.update({"connections": n, "destinations": len(dsts),
-                          "window": [self.iso(t_a), self.iso(t_b)]})
+                c.update({"connections": stats["n"], "window": [self.iso(t_a), self.iso(t_b)]})
 
-    def s_blocklisted(self) -> Iterator[tuple[float, Episode]]:
+    def s_blocklisted(self) -> Iterator:
         """Ordinary outbound mail to partners once we are listed: the replies name the list."""
         rng = Random(f"relayguard-sim:{self.seed}:blocklisted")
         r = rng.random
         assert self.blocked_since is not None
         pacer = self.pace(rng, self.attack_budget["blocklisted"], self.blocked_since, self.t_end, 11)
         users = self.users
-        while True:
-            t = pacer.time()
+
+        def build(t: float) -> Episode:
             u = users[1 + int(r() * (len(users) - 1))]
-            cname, ip, _ = u["ips"][int(r() * len(u["ips"]))]
+            cname, ip = self._pick_user_ip(rng, u, t)
             rcpts = [self.ext_person(rng, D.PARTNERS[int(r() * len(D.PARTNERS))])
                      for _ in range(1 + (r() < 0.3))]
-            ep = self.session(rng, t, u["svc"], cname, ip,
-                              [(u["addr"], rcpts, self.user_msgid(rng, 0, t), "user")],
-                              auth=(u["mech"], u["login"]), dkim=True)
-            if not pacer.take(len(ep)):
-                if pacer.done():
-                    break
-                continue
-            yield t, ep
+            return self.session(rng, t, u["svc"], cname, ip,
+                                [(u["addr"], rcpts, self.user_msgid(rng, 0, t), "user")],
+                                auth=(u["mech"], u["login"]), dkim=True)
+
+        yield from self._paced(pacer, build)
         for c in self.culprits:
             if c["kind"] == "blocklisted":
                 c["since"] = self.iso(self.blocked_since)
