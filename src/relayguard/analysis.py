@@ -113,7 +113,7 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
     trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
     agg = Aggregates(trusted)
     seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
-               kinds=EVENT_KINDS, keep_other=False)
+               kinds=EVENT_KINDS, lean=True)
     agg.start, agg.end = seen.start, seen.end
     agg.queue_depth(seen.correlator.peak_open, seen.correlator.peak_open_ts)
     findings = run_detectors(agg, cfg)

@@ -37,10 +37,10 @@ def run(paths: list[str], year: int | None = None,
         on_message: Callable[[Message], None] | None = None,
         since: float | None = None, until: float | None = None,
         on_bytes: Callable[[int], None] | None = None,
-        kinds: frozenset[str] | None = None, keep_other: bool = True) -> Run:
+        kinds: frozenset[str] | None = None, lean: bool = False) -> Run:
     """Read every source (oldest first), parse, and correlate. Events of `kinds` (all when None)
     go to `on_event`; messages go to `on_message` as they complete, those still open at the end
-    last. `keep_other=False` skips other programs' lines early. Raises files.InputError."""
+    last. `lean` skips lines no detector uses (see LineParser). Raises files.InputError."""
     result = Run()
     corr = result.correlator
     windowed = since is not None or until is not None
@@ -49,7 +49,7 @@ def run(paths: list[str], year: int | None = None,
     first: float | None = None
     last: float | None = None
     for path in files.order_by_time(paths):
-        parser = LineParser(year=year, reference=files.mtime(path), keep_other=keep_other)
+        parser = LineParser(year=year, reference=files.mtime(path), lean=lean)
         result.parsers.append(parser)
         parse = parser.parse
         lines: Iterable[str] = files.open_lines(path)

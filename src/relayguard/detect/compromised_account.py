@@ -31,28 +31,33 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
     foreign = [snd for snd in s.senders if snd and not _login_matches(login, snd)]
     domains = len(s.rcpt_domains)
 
-    if n >= cfg["min_messages"]:
-        score += 15
-        reasons.append(f"{n} messages")
+    # Primary signals say "this is not how the account behaves"; the others only add weight to
+    # them: when we are blocklisted everybody's mail bounces, and a busy user writes to many
+    # domains, so deferrals or spread alone never make an ordinary account look compromised.
+    primary = 0.0
     if ips >= cfg["very_many_ips"]:
-        score += 30
+        primary += 30
         reasons.append(f"logins from {ips} addresses")
     elif ips >= cfg["many_ips"]:
-        score += 20
+        primary += 20
         reasons.append(f"logins from {ips} addresses")
     if nets >= cfg["many_networks"]:
-        score += 10
+        primary += 10
         reasons.append(f"in {nets} networks")
     if peak >= cfg["burst_messages"] and peak >= cfg["burst_ratio"] * max(typical, 1.0):
-        score += 25
+        primary += 25
         reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
-    if n >= cfg["min_messages"] and bad_ratio >= cfg["deferred_ratio"]:
+    if len(foreign) >= cfg["foreign_senders"]:
+        primary += 10
+        reasons.append(f"{len(foreign)} envelope senders that are not the login")
+    score = primary
+    if n >= cfg["min_messages"]:
+        score += 15 if primary else 5
+        reasons.insert(0, f"{n} messages")
+    if primary and n >= cfg["min_messages"] and bad_ratio >= cfg["deferred_ratio"]:
         score += 15
         reasons.append(f"{bad_ratio:.0%} deferred or bounced")
-    if len(foreign) >= cfg["foreign_senders"]:
-        score += 10
-        reasons.append(f"{len(foreign)} envelope senders that are not the login")
-    if domains >= cfg["recipient_domains"]:
+    if primary and domains >= cfg["recipient_domains"]:
         score += 10
         reasons.append(f"{domains} recipient domains")
     if n < cfg["min_messages"]:

@@ -26,24 +26,28 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
         _, peak = s.peak_bucket()
         typical = s.typical_bucket()
         domains = len(s.rcpt_domains)
-        if n >= c["min_messages"]:
-            score += 15
-            reasons.append(f"{n} messages without authentication")
+        # As for accounts: missing Message-IDs, many senders and bursts are the tells; volume,
+        # deferrals and recipient spread (a newsletter has all three) only add weight.
+        primary = 0.0
         if no_mid >= c["missing_message_id_ratio"]:
-            score += 25
+            primary += 25
             reasons.append(f"{no_mid:.0%} without Message-ID")
         if len(s.senders) >= c["senders"]:
-            score += 20
+            primary += 20
             reasons.append(f"{len(s.senders)} envelope senders")
-        if n >= c["min_messages"] and bad >= c["deferred_ratio"]:
+        if peak >= c["burst_messages"] and peak >= c["burst_ratio"] * max(typical, 1.0):
+            primary += 20
+            reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
+        score = primary
+        if n >= c["min_messages"]:
+            score += 15 if primary else 5
+            reasons.insert(0, f"{n} messages without authentication")
+        if primary and n >= c["min_messages"] and bad >= c["deferred_ratio"]:
             score += 15
             reasons.append(f"{bad:.0%} deferred or bounced")
         if domains >= c["recipient_domains"]:
-            score += 10
+            score += 10 if primary else 5
             reasons.append(f"{domains} recipient domains")
-        if peak >= c["burst_messages"] and peak >= c["burst_ratio"] * max(typical, 1.0):
-            score += 20
-            reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
         if n < c["min_messages"]:
             score = min(score, 35)
         score = clamp(score)

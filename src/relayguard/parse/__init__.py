@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .event import FIREWALL, OTHER, Event, iso
+from .event import OTHER, Event, iso
 from .postfix import POSTFIX_SERVICES, parse_firewall, parse_postfix
 from .syslog import Clock, read_header
 
@@ -13,12 +13,14 @@ class LineParser:
     """Parses lines of one source. Lines it cannot read are counted, never raised."""
 
     def __init__(self, year: int | None = None, reference: float | None = None,
-                 keep_other: bool = True) -> None:
+                 lean: bool = False) -> None:
         self.clock = Clock(year, reference)
-        self.keep_other = keep_other
-        self.other = 0  # lines of other programs skipped because keep_other is False
+        # lean: skip, uncounted as damage, the lines no detector uses (other programs' lines,
+        # connect/disconnect): `analyze` is faster, `parse` (not lean) still shows everything.
+        self.lean = lean
+        self.skipped = 0
         self._seen = self.clock.seen  # stamp → epoch seconds, filled by the slow path
-        self._names: dict[str, tuple[str, str, int | None, int, str]] = {}
+        self._names: dict[str, tuple[str, int, str]] = {}
         self.lines = 0
         self.unparsed = 0
 
@@ -78,20 +80,27 @@ class LineParser:
                     return None
                 ts, host, message = head.ts, head.host, head.message
                 tag = head.name if head.pid is None else f"{head.name}[{head.pid}]"
-            info = self._names.get(tag)
+            b = tag.find("[")
+            name = tag[:b] if b > 0 else tag
+            info = self._names.get(name)
             if info is None:
-                info = self._names[tag] = _name_info(tag)
+                info = self._names[name] = _name_info(name)
                 if len(self._names) > 10_000:
                     self._names.clear()
-            name, service, pid, kind, instance = info
+            service, kind, instance = info
+            pid = tag[b + 1:-1] if b > 0 else None
             if kind <= 0:
                 if kind < 0:
                     self.unparsed += 1
                     return None
-                if not self.keep_other:  # dovecot, cron…: read, but of no use to the caller
-                    self.other += 1
+                if self.lean:  # dovecot, cron…
+                    self.skipped += 1
                     return None
             if kind == 1:
+                if self.lean and (message.startswith("connect from ")
+                                  or message.startswith("disconnect from ")):
+                    self.skipped += 1
+                    return None
                 ev, qid, fields = parse_postfix(message)
             elif kind == 2:
                 parsed = parse_firewall(message)
@@ -104,24 +113,14 @@ class LineParser:
             return None
 
 
-def _name_info(tag: str) -> tuple[str, str, int | None, int, str]:
-    """`postfix/submission/smtpd[123]` → (name, service, pid, 1 Postfix | 2 kernel | 0 other,
-    -1 not a syslog tag at all)."""
-    if " " in tag or not tag:
-        return tag, tag, None, -1, tag
-    b = tag.find("[")
-    if b >= 0 and tag.endswith("]"):
-        name, pid_text = tag[:b], tag[b + 1:-1]
-        pid = int(pid_text) if pid_text.isdigit() else None
-    else:
-        name, pid = tag, None
+def _name_info(name: str) -> tuple[str, int, str]:
+    """`postfix/submission/smtpd` → (service, 1 Postfix | 2 kernel | 0 other | -1 not a syslog
+    tag at all, instance)."""
+    if " " in name or not name:
+        return name, -1, name
     slash = name.rfind("/")
     service = name[slash + 1:] if slash >= 0 else name
     instance = name.split("/", 1)[0]
     if service in POSTFIX_SERVICES and (slash >= 0 or name.startswith("post")):
-        return name, service, pid, 1, instance
-    return name, service, pid, 2 if name == "kernel" else 0, instance
-
-
-def is_firewall(event: Event) -> bool:
-    return event.event == FIREWALL
+        return service, 1, instance
+    return service, 2 if name == "kernel" else 0, instance

@@ -37,7 +37,7 @@ class Event:
         host: str,
         syslog_name: str,
         service: str,
-        pid: int | None,
+        pid: str | None,
         queue_id: str | None,
         event: str,
         fields: dict[str, Any],
@@ -62,7 +62,7 @@ class Event:
             "host": self.host,
             "syslog_name": self.syslog_name,
             "service": self.service,
-            "pid": self.pid,
+            "pid": int(self.pid) if self.pid and self.pid.isdigit() else None,
             "queue_id": self.queue_id,
             "event": self.event,
         }
