@@ -54,7 +54,7 @@ class SenderStats:
     """What one sending entity (a SASL account, or an unauthenticated client address) did."""
 
     __slots__ = ("messages", "recipients", "sent", "deferred", "bounced", "outbound",
-                 "no_message_id", "ips", "names", "senders", "rcpt_domains", "buckets",
+                 "no_message_id", "ips", "names", "senders", "rcpt_domains", "buckets", "failed",
                  "first", "last", "examples", "outbound_domains")
 
     def __init__(self) -> None:
@@ -63,6 +63,7 @@ class SenderStats:
         self.sent = 0
         self.deferred = 0
         self.bounced = 0
+        self.failed = 0  # messages with any recipient deferred, bounced or expired
         self.outbound = 0  # messages delivered (or tried) to a remote MTA: relayed
         self.no_message_id = 0
         self.ips: dict[str, int] = {}
@@ -96,6 +97,8 @@ class SenderStats:
         self.deferred += 1 if final.get("deferred") else 0
         self.bounced += 1 if (final.get("bounced") or final.get("expired")) else 0
         self.sent += 1 if final.get("sent") else 0
+        if final.get("deferred") or final.get("bounced") or final.get("expired"):
+            self.failed += 1
         relayed = False
         for r in m.recipients.values():
             f = r.fields

@@ -54,7 +54,7 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
         f.evidence = {"rejections": s.count, "remote_servers": len(s.keys),
                       "top_remote_servers": top(s.keys, 5), "examples": list(s.examples)}
         f.action(cmd("relayguard", "dnsbl"), "check which of our addresses are listed")
-        f.action("stop the source first (see the other findings), then request delisting",
-                 "lists relist quickly if spam continues")
+        f.advice.append(f"Stop the source first (the other findings), then request delisting "
+                        f"from {name}: lists relist quickly while spam continues.")
         out.append(f)
     return out

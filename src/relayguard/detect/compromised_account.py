@@ -26,8 +26,7 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
     nets = len({network_of(ip) for ip in s.ips})
     _, peak = s.peak_bucket()
     typical = s.typical_bucket()
-    bad = s.deferred + s.bounced
-    bad_ratio = bad / n if n else 0.0
+    bad_ratio = s.failed / n if n else 0.0
     foreign = [snd for snd in s.senders if snd and not _login_matches(login, snd)]
     domains = len(s.rcpt_domains)
 
@@ -86,15 +85,16 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
         f.evidence["guessed_from"] = guess[0]
         f.evidence["guessed_at"] = iso(guess[1])
         f.evidence["failures_before_success"] = guess[2]
-        f.evidence["examples"].insert(0, guess[3])
+        if guess[3] not in f.evidence["examples"]:
+            f.evidence["examples"].insert(0, guess[3])
         if f.first_seen is None or guess[1] < f.first_seen:
             f.first_seen = guess[1]
     f.action(cmd("relayguard", "lock", login), "refuse this login at once (check_sasl_access)")
     f.action(cmd("relayguard", "queue", "hold", "--sasl-user", login),
              "quarantine the mail it queued; release what is legitimate later")
-    f.action(f"change the password of {login} and close its sessions (e.g. "
-             + cmd("bm-cli", "user", "logout", login) + ")",
-             "a locked account is safe only until the password is changed")
+    f.advice.append(f"Change the password of {login!r} and close its open sessions "
+                    f"(BlueMind: {cmd('bm-cli', 'user', 'logout', login)}); a lock only holds "
+                    "until the password is changed.")
     if guess:
         f.action(cmd("relayguard", "ban", "add", guess[0]), "the address that guessed the password")
     return f

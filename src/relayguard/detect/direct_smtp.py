@@ -28,7 +28,7 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
                       "top_destinations": top(s.keys, 5), "examples": list(s.examples)}
         f.action(cmd("relayguard", "ban", "add", src),
                  "block the PC's outbound port 25 until it is cleaned")
-        f.action("allow outbound port 25 only from the mail server",
-                 "PCs never need to speak SMTP to the internet")
+        f.advice.append("Allow outbound port 25 from the mail server only: PCs never need to "
+                        "speak SMTP to the internet. Then clean the PC.")
         out.append(f)
     return out

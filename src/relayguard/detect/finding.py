@@ -38,6 +38,7 @@ class Finding:
     last_seen: float | None
     evidence: dict[str, Any] = field(default_factory=dict)
     actions: list[dict[str, str]] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)  # what no command can do for you
     timeline: dict[int, int] = field(default_factory=dict)  # 10-minute bucket → messages/events
 
     @property
@@ -55,7 +56,7 @@ class Finding:
         return {"kind": self.kind, "subject": self.subject, "severity": self.severity,
                 "score": self.score, "summary": self.summary,
                 "first_seen": iso(self.first_seen), "last_seen": iso(self.last_seen),
-                "evidence": self.evidence, "actions": self.actions}
+                "evidence": self.evidence, "actions": self.actions, "advice": self.advice}
 
 
 def top(counter: dict[str, int], n: int = 10) -> list[list[Any]]:

@@ -22,7 +22,7 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
         reasons: list[str] = []
         score = 0.0
         no_mid = s.no_message_id / n if n else 0.0
-        bad = (s.deferred + s.bounced) / n if n else 0.0
+        bad = s.failed / n if n else 0.0
         _, peak = s.peak_bucket()
         typical = s.typical_bucket()
         domains = len(s.rcpt_domains)

@@ -60,6 +60,8 @@ def _finding_panel(f: Finding, a: Analysis) -> Panel:
     for act in f.actions:
         lines.append(Text.assemble(("  $ ", "green"), (act["command"], "bold green"),
                                    (f"   # {act['why']}", "dim")))
+    for tip in f.advice:
+        lines.append(Text("  → " + tip, style="green"))
     title = Text.assemble((f" {f.severity.upper()} ", COLOURS[f.severity]), " ",
                           (f"{f.kind}", "bold"), f"  {f.subject}  ",
                           (f"score {f.score}  {_short(f.first_seen)} → {_short(f.last_seen)}", "dim"))
@@ -80,7 +82,7 @@ def render_text(a: Analysis, console: Console) -> None:
             summary.add_column(col)
         for f in a.findings:
             summary.add_row(Text(f.severity, style=COLOURS[f.severity]), str(f.score), f.kind,
-                            escape(f.subject), _short(f.first_seen))
+                            escape(f.subject), _short(f.first_seen)[5:16])
         console.print(summary)
         for f in a.findings:
             console.print(_finding_panel(f, a))
