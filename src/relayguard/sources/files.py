@@ -43,13 +43,27 @@ def _open(path: str) -> BinaryIO:
     return fh
 
 
+CHUNK = 1 << 20
+
+
 def open_lines(path: str) -> Iterator[str]:
-    """Yield the lines of one source as text. Bytes that are not UTF-8 arrive as surrogates
-    (the parser counts such lines as unparsed); a damaged compressed stream ends with InputError."""
+    """Yield the lines of one source as text, without their newline. Bytes that are not UTF-8
+    arrive as surrogates (the parser counts such lines as unparsed); a damaged compressed
+    stream ends with InputError. Read by the megabyte: splitting a chunk is cheaper than
+    iterating a text file line by line and stripping each one."""
     raw = _open(path)
     fh = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
     try:
-        yield from fh
+        tail = ""
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                break
+            lines = (tail + chunk).split("\n")
+            tail = lines.pop()
+            yield from lines
+        if tail:
+            yield tail
     except (OSError, EOFError, lzma.LZMAError) as exc:
         raise InputError(f"{path}: damaged or truncated compressed data ({exc})") from None
     finally:
