@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite drives for real (Postfix, Cyrus SASL, nftables,
-# Redis, pflogsumm). Idempotent: installs only what is missing. Without root it only reports,
+# Redis, pflogsumm, headless Chromium for the HTML report). Idempotent: installs only what is missing. Without root it only reports,
 # and the tests that need the missing parts skip with a clear reason.
 set -euo pipefail
 need=()
@@ -12,6 +12,8 @@ command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pflogsumm >/dev/null 2>&1 || need+=(pflogsumm)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies: all present"
   exit 0

@@ -190,6 +190,9 @@ class Aggregates:
         self.blocklists: dict[str, CountStats] = {}
         self.totals: Counter[str] = Counter()
         self.senders: Counter[str] = Counter()
+        self.rcpt_domains: dict[str, int] = {}
+        self.message_buckets: dict[int, int] = {}  # all messages per 10 minutes (timelines)
+        self.auth_buckets: dict[int, int] = {}  # SASL failures per 10 minutes
         self.start: float | None = None
         self.end: float | None = None
         self.peak_queue = 0
@@ -224,6 +227,8 @@ class Aggregates:
                     a.successes.append((user, ts, a.failures, ev.raw))
         elif kind == AUTH_FAILURE:
             self.totals["auth_failures"] += 1
+            b = int(ts // BUCKET)
+            self.auth_buckets[b] = self.auth_buckets.get(b, 0) + 1
             ip = ev.fields.get("client_ip", "")
             a = self.auth.get(ip)
             if a is None:
@@ -266,6 +271,10 @@ class Aggregates:
 
     def message(self, m: Message) -> None:
         self.totals["messages"] += 1
+        b = int(m.first_seen // BUCKET)
+        self.message_buckets[b] = self.message_buckets.get(b, 0) + 1
+        for addr in m.recipients:
+            _add(self.rcpt_domains, domain_of(addr))
         if m.sender is not None and (len(self.senders) < 200_000 or m.sender in self.senders):
             self.senders[m.sender] += 1
         if m.sasl_username:

@@ -120,7 +120,8 @@ def main() -> None:
 
 @main.command()
 @FILES
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+              show_default=True, help="html: a self-contained incident report (use with -o).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the report to this file.")
 @click.option("--trusted", multiple=True, metavar="CIDR",
               help="Trusted network (repeatable). Default: config, else `postconf -h mynetworks`.")
@@ -158,11 +159,13 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted")
-    from .report import render_json, render_text
+    from .report import render_html, render_json, render_text
 
     with output(out) as fh:
         if fmt == "json":
             fh.write(render_json(result))
+        elif fmt == "html":
+            fh.write(render_html(result))
         else:
             console = Console(file=fh, force_terminal=None if out is None else False,
                               width=None if out is None else 120)
@@ -248,3 +251,9 @@ def simulate(scenario: str, nlines: int, seed: int, out: str, labels: str | None
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write: {exc}")
+
+
+from .queue.cli import history, queue  # noqa: E402 — added last: queue.cli imports from here
+
+main.add_command(queue)
+main.add_command(history)
