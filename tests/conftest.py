@@ -33,13 +33,14 @@ from harness import (  # noqa: E402
     PostfixError,
     PostfixInstance,
     missing_requirements,
+    reap_stale_instances,
 )
 
 #: The trusted networks of the session instance: 127.0.0.1-127.0.0.15.  127.0.0.16 and up,
 #: 127.0.1.x, 127.0.2.x ... are the untrusted "internet".
 POSTFIX_MYNETWORKS = "127.0.0.0/28"
 
-_POSTFIX_FIXTURES = {"postfix", "postfix_instance", "fake_internet"}
+_POSTFIX_FIXTURES = {"postfix", "postfix_instance", "fake_internet", "postfix_requirements"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,7 +70,10 @@ def fake_internet(postfix_requirements: None) -> Iterator[FakeInternet]:
 
 @pytest.fixture(scope="session")
 def postfix_instance(fake_internet: FakeInternet) -> Iterator[PostfixInstance]:
-    pf = PostfixInstance(relayhost=fake_internet.address, mynetworks=POSTFIX_MYNETWORKS)
+    reap_stale_instances()  # leftovers of a run that was killed before its teardown
+    pf = PostfixInstance(
+        relayhost=fake_internet.address, mynetworks=POSTFIX_MYNETWORKS, reapable=True
+    )
     try:
         pf.start()
     except PostfixError as exc:
@@ -87,7 +91,9 @@ def postfix(
     fake_internet.reset()
     if postfix_instance.queue():
         postfix_instance.purge()
-    postfix_instance.wait_queue_settled(allow=())
-    case = PostfixCase(postfix_instance, fake_internet, postfix_instance.log_window(), tmp_path)
+    postfix_instance.wait_queue_settled(allow=())  # also waits for the log to stop growing
+    case = PostfixCase(
+        postfix_instance, fake_internet, postfix_instance.log_window(quiet=False), tmp_path
+    )
     yield case
     fake_internet.reset()

@@ -19,10 +19,13 @@ from harness import (
     PostfixCase,
     PostfixError,
     PostfixInstance,
+    reap_stale_instances,
     recipients_in,
 )
+from harness import postfix as harness_postfix
 
-pytestmark = pytest.mark.postfix
+# Tests using the postfix fixtures are marked "postfix" by conftest.py; the others here only
+# need Python.
 
 TRUSTED_IP = "127.0.0.9"
 UNTRUSTED_IP = "127.0.1.20"
@@ -161,6 +164,28 @@ def test_fake_internet_modes(postfix: PostfixCase) -> None:
     assert net.recipients() == ["a@slow.example"]
 
 
+def test_missing_requirements_messages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    plugins = tmp_path / "sasl2"
+    plugins.mkdir()
+    for name in ("libsasldb.so.2", "libplain.so.2", "liblogin.so.2"):
+        (plugins / name).touch()
+    monkeypatch.setattr(harness_postfix, "_sasl_plugin_dirs", lambda: [plugins])
+    monkeypatch.setattr(harness_postfix, "_which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert harness_postfix.missing_requirements() == "postfix tests need root"
+
+    monkeypatch.setattr(harness_postfix, "_which",
+                        lambda name: None if name == "postfix" else f"/usr/sbin/{name}")
+    assert harness_postfix.missing_requirements() == (
+        "postfix not installed: apt-get install postfix sasl2-bin libsasl2-modules"
+    )
+
+    monkeypatch.setattr(harness_postfix, "_which", lambda name: f"/usr/sbin/{name}")
+    (plugins / "libsasldb.so.2").unlink()
+    reason = harness_postfix.missing_requirements()
+    assert reason is not None and "libsasldb" in reason and "apt-get install" in reason
+
+
 def test_fake_internet_global_mode() -> None:
     with FakeInternet() as net:
         assert net.reply_for("x@any.example").startswith("250")
@@ -177,34 +202,45 @@ def test_fake_internet_global_mode() -> None:
 
 
 def _instance_processes(config_dir: Path) -> list[int]:
-    """Processes whose environment names this config directory (master and its children)."""
+    """Live processes whose environment names this config directory (master and children).
+
+    Zombies do not count: they are dead and only wait for init to reap them (here init reaps
+    slowly, so the intermediate ``master`` of ``master -w``'s fork can linger as a zombie).
+    """
     want = f"MAIL_CONFIG={config_dir}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if want in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
+                if want not in (entry / "environ").read_bytes().split(b"\0"):
+                    continue
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
                 continue
+            if state != "Z":
+                found.append(int(entry.name))
     return found
 
 
 def _master_processes(config_dir: Path) -> list[int]:
-    return [
-        pid for pid in _instance_processes(config_dir)
-        if Path(f"/proc/{pid}/comm").read_text().strip() == "master"
-    ]
+    found = []
+    for pid in _instance_processes(config_dir):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "master":
+                found.append(pid)
+        except OSError:  # exited meanwhile
+            continue
+    return found
 
 
 def test_second_instance_leaves_nothing_behind(fake_internet: FakeInternet) -> None:
     """A separate instance in its own directory: after stop(), no master or child process with
     its config directory remains and the directory is gone."""
     parent = Path(tempfile.mkdtemp(prefix="relayguard-harness-test-"))
+    os.chmod(parent, 0o755)
+    pf = PostfixInstance(relayhost=fake_internet.address, parent_dir=parent,
+                         syslog_name="relayguard-second")
     try:
-        os.chmod(parent, 0o755)
-        pf = PostfixInstance(relayhost=fake_internet.address, parent_dir=parent,
-                             syslog_name="relayguard-second")
         pf.start()
         base, config_dir, master = pf.base, pf.config_dir, pf.master_pid
         assert base is not None and base.parent == parent
@@ -217,6 +253,29 @@ def test_second_instance_leaves_nothing_behind(fake_internet: FakeInternet) -> N
         assert list(parent.iterdir()) == []
         pf.stop()  # idempotent
     finally:
+        pf.stop()  # when an assertion failed before the stop above
+        os.rmdir(parent)
+
+
+def test_stale_instance_of_a_killed_run_is_reaped(fake_internet: FakeInternet) -> None:
+    """An instance whose starting process died (a killed test run) is stopped and deleted by
+    reap_stale_instances(); live instances (like the session's) are left alone."""
+    parent = Path(tempfile.mkdtemp(prefix="relayguard-harness-test-"))
+    os.chmod(parent, 0o755)
+    pf = PostfixInstance(relayhost=fake_internet.address, parent_dir=parent, reapable=True)
+    try:
+        pf.start()
+        base, config_dir = pf.base, pf.config_dir
+        assert base is not None
+        assert reap_stale_instances(parent) == []  # its owner (this process) is alive
+        (base / harness_postfix.OWNER_FILE).write_text("reapable 999999999 1")
+        assert reap_stale_instances(parent) == [base]
+        assert _instance_processes(config_dir) == []
+        assert not base.exists()
+    finally:
+        if pf.base is not None and pf.base.exists():
+            pf.stop()  # the test failed before the reaper did its job
+        pf.base = None
         os.rmdir(parent)
 
 

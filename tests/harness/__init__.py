@@ -28,6 +28,7 @@ from .postfix import (
     PostfixInstance,
     free_port,
     missing_requirements,
+    reap_stale_instances,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "login",
     "make_message",
     "missing_requirements",
+    "reap_stale_instances",
     "recipients_in",
     "run_parallel",
     "send_mail",

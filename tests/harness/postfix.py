@@ -36,6 +36,9 @@ What the log looks like (seen with Postfix 3.7.11 on Debian 12):
   ``cyrus_sasl_config_path`` (seen with strace), so the SASL files live in ``etc/sasl``.
 * Classic syslog stamps without year or fractions (``Nov 25 02:19:08``), the host is the first
   label of ``myhostname`` (``mx``), the program ``relayguard-pf/smtpd[5504]`` (``syslog_name``).
+* ``smtpd_peername_lookup = no``: every client, 127.0.0.1 included, is ``unknown[IP]``.
+* ``postsuper -d ALL`` logs only ``postsuper[..]: Deleted: N messages`` (no ``QID: removed``);
+  master's ``terminating on signal 15`` never reaches the file (postlogd stops with it).
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ DEFAULT_USERS: dict[str, str] = {
 LOCAL_ALIASES = ("postmaster", "root", "abuse", "mailer-daemon", "info", "sales", "support")
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+DIR_PREFIX = "relayguard-postfix-"
+OWNER_FILE = "owner"  # "reapable PID STARTTIME": written only for reapable instances
 
 
 class PostfixError(RuntimeError):
@@ -112,7 +117,9 @@ def missing_requirements() -> str | None:
 
     The strings are meant for ``pytest.skip``.
     """
-    missing = [n for n in ("postfix", "postconf", "postqueue", "postsuper") if not _which(n)]
+    if not _which("postfix"):
+        return f"postfix not installed: {INSTALL_HINT}"
+    missing = [n for n in ("postconf", "postqueue", "postsuper") if not _which(n)]
     if missing:
         return f"postfix not installed ({', '.join(missing)} missing): {INSTALL_HINT}"
     if not _which("saslpasswd2"):
@@ -167,6 +174,44 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def _process_identity(pid: int) -> str:
+    """``"PID STARTTIME"``: survives PID reuse (the start time, in clock ticks since boot)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat.rsplit(")", 1)[-1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid} {start}"
+
+
+def reap_stale_instances(parent: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Stop and delete instances whose starting process is gone (a test run that was killed).
+
+    Only ``relayguard-postfix-*`` directories of instances created with ``reapable=True`` (the
+    test session's) are considered: instances of a concurrent run, instances started by hand
+    from a script, and kept directories are left alone.  Returns the directories removed.
+    """
+    reaped = []
+    for base in Path(parent or tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        try:
+            tag, _, owner = (base / OWNER_FILE).read_text().strip().partition(" ")
+        except OSError:
+            continue
+        if tag != "reapable":
+            continue
+        pid = int(owner.split()[0]) if owner[:1].isdigit() else 0
+        if pid and _pid_alive(pid) and _process_identity(pid) == owner:
+            continue
+        stale = PostfixInstance(keep=False)
+        stale.base = base
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stale.master_pid = int((base / "spool/pid/master.pid").read_text().split()[0])
+        with contextlib.suppress(PostfixError):
+            stale.stop()
+        reaped.append(base)
+    return reaped
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -205,9 +250,14 @@ class PostfixInstance:
     """One private Postfix: ``start()``, use, ``stop()`` (which also deletes its directory).
 
     Usable as a context manager.  ``relayhost`` is where mail for other domains goes (the fake
-    internet); ``users`` become Cyrus sasldb accounts; ``mynetworks`` is the trusted range
-    (default ``127.0.0.0/28``: 127.0.0.1-127.0.0.15 are trusted, 127.0.0.16 and up, 127.0.1.x,
-    127.0.2.x ... are not).
+    internet); ``users`` become Cyrus sasldb accounts (name -> password); ``mynetworks`` is the
+    trusted range (default ``127.0.0.0/28``: 127.0.0.1-127.0.0.15 are trusted, 127.0.0.16 and
+    up, 127.0.1.x, 127.0.2.x ... are not); ``main_cf`` overrides or adds main.cf parameters;
+    ``parent_dir`` is where the instance's directory is created (default: the system temp
+    directory; it must be searchable by the postfix user); ``keep`` keeps that directory after
+    ``stop()`` (default: ``$RELAYGUARD_KEEP_POSTFIX``); ``reapable=True`` lets
+    :func:`reap_stale_instances` of a later run stop this instance should this process die
+    without calling ``stop()``.
     """
 
     def __init__(
@@ -223,6 +273,7 @@ class PostfixInstance:
         parent_dir: str | os.PathLike[str] | None = None,
         main_cf: Mapping[str, str] | None = None,
         keep: bool | None = None,
+        reapable: bool = False,
     ) -> None:
         self.relayhost = relayhost
         self.users = dict(users)
@@ -235,6 +286,7 @@ class PostfixInstance:
         self.parent_dir = Path(parent_dir) if parent_dir is not None else None
         self.extra_main_cf = dict(main_cf or {})
         self.keep = bool(os.environ.get("RELAYGUARD_KEEP_POSTFIX")) if keep is None else keep
+        self.reapable = reapable
         self.base: Path | None = None
         self.master_pid: int | None = None
         self._postfix = _which("postfix") or "postfix"
@@ -305,8 +357,10 @@ class PostfixInstance:
         if self.base is not None:
             raise PostfixError(f"instance in {self.base} already started")
         parent = self.parent_dir or Path(tempfile.gettempdir())
-        self.base = Path(tempfile.mkdtemp(prefix="relayguard-postfix-", dir=parent))
+        self.base = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=parent))
         try:
+            if self.reapable:
+                (self.base / OWNER_FILE).write_text("reapable " + _process_identity(os.getpid()))
             self._check_traversable(self.base)
             if self.port is None:
                 self.port = free_port(self.host)
@@ -330,7 +384,7 @@ class PostfixInstance:
 
     def _prepare(self) -> None:
         pf = pwd.getpwnam("postfix")
-        for d in (self.config_dir, self.queue_dir, self.sasl_dir, self.maillog.parent):  # in order
+        for d in (self.config_dir, self.queue_dir, self.sasl_dir, self.maillog.parent):
             d.mkdir(mode=0o755)
         self.data_dir.mkdir(mode=0o700)
         os.chown(self.data_dir, pf.pw_uid, pf.pw_gid)
@@ -338,7 +392,7 @@ class PostfixInstance:
         os.chown(self.maillog.parent, pf.pw_uid, pf.pw_gid)
 
         names = dict.fromkeys((*LOCAL_ALIASES, *self.users))
-        # texthash: is "key value" (postmap syntax), not aliases(5) "key: value".
+        # texthash: wants "key value" (postmap syntax), not aliases(5) "key: value".
         aliases = "".join(f"{a} /dev/null\n" for a in names)
         (self.config_dir / "aliases").write_text(aliases)
         (self.config_dir / "main.cf").write_text(self._main_cf())
@@ -390,6 +444,9 @@ class PostfixInstance:
             "mynetworks": self.mynetworks,
             "relayhost": relay,
             "smtp_host_lookup": "native",
+            # No reverse DNS for clients: every client is logged "unknown[IP]" and an offline
+            # machine with an unreachable resolver cannot stall each connection.
+            "smtpd_peername_lookup": "no",
             "smtpd_relay_restrictions": (
                 "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
             ),
@@ -539,6 +596,7 @@ class PostfixInstance:
         while self.pids() and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.keep:
+            (self.base / OWNER_FILE).unlink(missing_ok=True)  # not for reap_stale_instances
             print(f"relayguard: keeping private Postfix directory {self.base}")
         else:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -117,6 +117,9 @@ def parse_queue_message(rest: str) -> tuple[str, dict[str, Any]]:
                         fields[name] = v
             return CLIENT, fields
     elif c == "to=<":
+        status_at = rest.find(", status=", 4)
+        if status_at < 0:  # truncated: a delivery without its outcome tells nothing reliable
+            return OTHER, {"text": rest}
         addr, end = _angle(rest, 4, ", ")
         fields = {"recipient": addr}
         status_at = rest.find(", status=", end)

@@ -3,8 +3,9 @@
 An *episode* is everything one actor causes at one moment: an SMTP session with its queued
 messages and their deliveries (retries included), a burst of firewall lines, a statistics dump.
 It is a list of `(time, text)` whose first item is the earliest. Streams (baseline traffic, each
-attack, noise) yield episodes in start order, each paced by a *line budget* mapped onto its time
-window, so the file length is controlled without knowing it in advance. The merger emits every
+attack, noise) announce the start of their next episode and build it when the merge gets there;
+each is paced by a *line budget* mapped onto its time window, so the file length is controlled
+without knowing it in advance (a few quiet lines top it up at the end). The merger emits every
 pending line older than the next episode's start, so memory holds only lines still in flight
 (at most the ~20 minutes of a retry), never the log.
 """
@@ -178,6 +179,7 @@ class Simulation:
         self.benign: list[dict] = []
         self.symptoms: list[dict] = []
         self.malformed: list[dict] = []
+        self._dry = False  # True while counting lines with throwaway ids (no side effects)
         self._plan_actors(rng)
         self.local_set = frozenset(self.local_names)
         self.opendkim_pid = self.pids.new()
@@ -213,7 +215,6 @@ class Simulation:
     def _plan_actors(self, rng: Random) -> None:
         isps = ("dyn.telekom-net.example", "cable.ziggo-net.example", "home.orange-net.example",
                 "dsl.vodafone-net.example", "fttx.free-net.example")
-        mobile = ("mobile.tmobile-net.example", "cgnat.vodafone-mobile.example")
         users = []
         lan_octet = 100
         names = (D.ADMIN,) + D.USER_NAMES
@@ -251,8 +252,7 @@ class Simulation:
             webmail = rng.random() < 0.3 and name != D.ADMIN  # admin: one IP, always
             mech = "PLAIN" if rng.random() < 0.4 else "LOGIN"
             users.append({"name": name, "login": login, "addr": addr, "ips": ips, "rate": rate,
-                          "svc": svc, "webmail": webmail, "mech": mech,
-                          "mobile": mobile[i % 2]})
+                          "svc": svc, "webmail": webmail, "mech": mech})
         self.users = users
         self.user_by_name = {u["name"]: u for u in users}
         self.local_names = [u["name"] for u in users] + ["postmaster", "abuse", "info"]
@@ -313,8 +313,6 @@ class Simulation:
         grace = self.user_by_name[D.MISTYPING_USER]
         B.append({"kind": "auth_bruteforce", "subject": grace["ips"][-1][1],
                   "what": f"{grace['login']} mistypes the password, then succeeds"})
-        B.append({"kind": "auth_bruteforce", "subject": "Connection lost to authentication server",
-                  "what": "SASL back-end outages: server faults, not password guesses"})
         for ip in D.NORMAL_LAN_SMTP_PCS:
             B.append({"kind": "direct_smtp", "subject": ip,
                       "what": "LAN PC with a few port-25 connections (normal)"})
@@ -351,8 +349,8 @@ class Simulation:
         monitor_nominal = int(3 * 24 * days * 8)
         b = {"users": min(nominal_users, int(0.22 * base)),
              "newsletter": max(40, int(0.04 * base)),
-             "monitor": max(16, min(monitor_nominal, int(0.02 * base))),
-             "noise": int(0.30 * base)}
+             "monitor": max(16, min(monitor_nominal, int(0.04 * base))),
+             "noise": int(0.22 * base)}
         b["inbound"] = base - sum(b.values())
         self.base_budget = b
 
@@ -471,11 +469,10 @@ class Simulation:
     # ----------------------------------------------------------------------- message life
 
     def queue(self, ep: Episode, rng: Random, t: float, qid: str, sender: str, rcpts: list[str],
-              size: int, msgid: str | None, profile: str, dkim: bool = False) -> float:
+              size: int, msgid: str | None, profile: str, dkim: bool = False) -> None:
         """Cleanup, qmgr, deliveries, retries, bounce notice and removal of one message.
 
-        `t` is when the message was accepted (client= or pickup line); returns the time the
-        message's SMTP transaction is over (for the session's next command).
+        `t` is when the message was accepted (its client= or pickup line).
         """
         r = rng.random
         cleanup = self.pids.worker("cleanup", 3)
@@ -490,7 +487,6 @@ class Simulation:
         nr = len(rcpts)
         qline = f"postfix/qmgr[{qmgr}]: {qid}: from=<{sender}>, size={size}, nrcpt={nr} (queue active)"
         ep.append((t2, qline))
-        done_at = t1 + 0.01
         deferred, bounced, t_last = self._deliver(ep, rng, t, t2, qid, rcpts, profile, False)
         if deferred:
             # one retry after minimal_backoff_time (300 s) or so; what still fails stays queued
@@ -508,7 +504,6 @@ class Simulation:
             t_last = tb
         if not deferred:
             ep.append((t_last + 0.01, f"postfix/qmgr[{qmgr}]: {qid}: removed"))
-        return done_at
 
     def _deliver(self, ep: Episode, rng: Random, t_arrival: float, t: float, qid: str,
                  rcpts: list[str], profile: str, retry: bool) -> tuple[list[str], list[str], float]:
@@ -573,7 +568,6 @@ class Simulation:
     def session(self, rng: Random, t: float, svc: str, cname: str, ip: str,
                 msgs: list[tuple[str, list[str], str | None, str]],
                 auth: tuple[str, str] | None = None, tls: bool = True,
-                pre: list[str] | None = None,
                 dkim: bool = False) -> Episode:
         """One smtpd session delivering `msgs` = [(sender, rcpts, message-id, profile)]."""
         r = rng.random
@@ -589,9 +583,6 @@ class Simulation:
         tag = f"postfix/{svc}[{pid}]: "
         who = f"{cname}[{ip}]"
         ep: Episode = [(t, f"{tag}connect from {who}")]
-        if pre:
-            # e.g. the hostname warning; it comes before `connect from` in the log
-            ep = [(t, f"{tag}{p}") for p in pre] + [(t + 0.001, ep[0][1])]
         if tls:
             ep.append((t + 0.04, f"{tag}Anonymous TLS connection established from {who}: {D.TLS_SERVER}"))
         suffix = f", sasl_method={auth[0]}, sasl_username={auth[1]}" if auth else ""
@@ -613,7 +604,7 @@ class Simulation:
 
     def auth_fail_line(self, t: float, tag: str, who: str, mech: str, login: str,
                        reason: str | None = None) -> str:
-        """Postfix ≥ 3.7.8 (and 3.8.3, 3.9) appends the login; older ones do not."""
+        """Postfix 3.7.9 and later (Debian 12 point releases, 3.9) append the login; older ones do not."""
         if reason is None:
             reason = "UGFzc3dvcmQ6" if mech == "LOGIN" else ""
         if t >= self.upgrade_at:
@@ -689,11 +680,13 @@ class Simulation:
     # ----------------------------------------------------------------------- pacing
 
     def pace(self, rng: Random, budget: int, t_a: float, t_b: float, mean: float,
-             diurnal: bool = False) -> _Pacer:
+             diurnal: float = 0.0) -> _Pacer:
         return _Pacer(self, rng, budget, t_a, t_b, mean, diurnal)
 
-    def diurnal_cum(self, t_a: float, t_b: float) -> tuple[list[float], float]:
-        """Cumulative activity over 15-minute buckets: quiet nights, busy working hours."""
+    def diurnal_cum(self, t_a: float, t_b: float, depth: float) -> tuple[list[float], float]:
+        """Cumulative activity over 15-minute buckets: quiet nights, busy working hours.
+
+        `depth` 1 is people (nights at 15 %), 0.5 is mail from the world (nights at ~60 %)."""
         step = 900.0
         n = max(1, int((t_b - t_a) / step) + 1)
         cum = []
@@ -703,7 +696,7 @@ class Simulation:
             w = 0.15 if h < 7 or h >= 22 else 1.0 if 8 <= h < 18 else 0.5
             if not weekday:
                 w *= 0.45
-            acc += w
+            acc += 1.0 - depth * (1.0 - w)
             cum.append(acc)
         return [c / acc for c in cum], step
 
@@ -945,6 +938,10 @@ class Simulation:
                 ep = self.auth_fail_session(rng, tt, u["svc"], cname, ip, [u["login"]], u["mech"],
                                             reason=lost)
                 out += ep
+                if not self._dry and not any(b["subject"] == ip for b in self.benign):
+                    self.benign.append({"kind": "auth_bruteforce", "subject": ip,
+                                        "what": f"{u['login']}'s login failed in a SASL back-end "
+                                                "outage (server fault, not a guess)"})
         elif kind == "upgrade":
             # Debian stable point release: postinst restarts Postfix, every daemon's pid changes
             p1 = self.pids.new()
@@ -979,6 +976,7 @@ class Simulation:
         """Line count of the fixed items, from a dry build with throwaway pids and queue IDs."""
         saved = self.pids, self.qid
         self.pids, self.qid = _Pids(Random(0)), _Qids()
+        self._dry = True
         try:
             n = 0
             for i, (t, kind, arg) in enumerate(self.fixed):
@@ -987,15 +985,18 @@ class Simulation:
             return n
         finally:
             self.pids, self.qid = saved
+            self._dry = False
 
     def _dry_count(self, stream: Callable[[], Iterator]) -> int:
         """Lines a budget-free stream will produce (a dry run with throwaway ids)."""
         saved = self.pids, self.qid
         self.pids, self.qid = _Pids(Random(0)), _Qids()
+        self._dry = True
         try:
             return sum(len(x) for x in stream() if isinstance(x, list))
         finally:
             self.pids, self.qid = saved
+            self._dry = False
 
     def _fixed_stream(self) -> Iterator:
         for i, (t, kind, arg) in enumerate(self.fixed):
@@ -1020,7 +1021,7 @@ class Simulation:
     def s_users(self) -> Iterator:
         rng = Random(f"relayguard-sim:{self.seed}:users")
         r = rng.random
-        pacer = self.pace(rng, self.base_budget["users"], self.t_begin, self.t_end, 12, diurnal=True)
+        pacer = self.pace(rng, self.base_budget["users"], self.t_begin, self.t_end, 12, diurnal=1.0)
         cum = self.user_cum
         users = self.users
 
@@ -1104,7 +1105,7 @@ class Simulation:
         """Mail from the internet: deliveries, rejects, scanners, stray AUTH guesses."""
         rng = Random(f"relayguard-sim:{self.seed}:inbound")
         r = rng.random
-        pacer = self.pace(rng, self.base_budget["inbound"], self.t_begin, self.t_end, 6)
+        pacer = self.pace(rng, self.base_budget["inbound"], self.t_begin, self.t_end, 6, diurnal=0.5)
         locals_ = self.local_names
 
         def build(t: float) -> Episode:
@@ -1201,7 +1202,7 @@ class Simulation:
         """One quiet line from outside Postfix's mail flow (also used to top up the size)."""
         r = rng.random
         k = r()
-        if k < 0.55:
+        if k < 0.72:
             u = self.users[int(r() * len(self.users))]
             _, ip, _ = u["ips"][int(r() * len(u["ips"]))]
             lip = D.LAN_IP if ip.startswith("192.168.") else D.PUBLIC_IP
@@ -1213,34 +1214,34 @@ class Simulation:
             return (f"dovecot: imap({u['login']})<{mpid}><{sess}>: Logged out "
                     f"in={int(r() * 2000)} out={int(r() * 90000)} deleted=0 expunged=0 trashed=0 "
                     f"hdr_count=0 hdr_bytes=0 body_count={int(r() * 5)} body_bytes={int(r() * 80000)}")
-        if k < 0.70:
+        if k < 0.88:
             ip = self._public_ip(rng)
             return (f"dovecot: imap-login: Disconnected: Connection closed (no auth attempts in "
                     f"{int(r() * 3)} secs): user=<>, rip={ip}, lip={D.PUBLIC_IP}, TLS handshaking: "
                     f"Connection closed, session=<{rng.getrandbits(64):016x}>")
-        if k < 0.80:
+        if k < 0.93:
+            return f"systemd[1]: Started session-{int(r() * 9000)}.scope - Session {int(r() * 9000)} of User root."
+        if k < 0.97:
             return (f"CRON[{self.pids.new()}]: (root) CMD (command -v debian-sa1 > /dev/null && "
                     f"debian-sa1 1 1)")
-        if k < 0.88:
-            return (f"postfix/smtpd[{self.pids.new()}]: warning: dict_nis_init: NIS domain name "
-                    f"not set - NIS lookups disabled")
-        if k < 0.95:
+        if k < 0.985:
             return (f"kernel: [{self.uptime0 + t - self.t_begin:12.6f}] audit: type=1400 "
                     f"audit({1781000000 + int(t)}.{int(r() * 999):03d}:{int(r() * 9999)}): "
                     f"apparmor=\"DENIED\" operation=\"open\" profile=\"/usr/sbin/ntpd\" "
                     f"name=\"/etc/ssl/openssl.cnf\" pid={self.pids.new()} comm=\"ntpd\" "
                     f"requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0")
-        return f"systemd[1]: Started session-{int(r() * 9000)}.scope - Session {int(r() * 9000)} of User root."
+        return (f"postfix/smtpd[{self.pids.new()}]: warning: dict_nis_init: NIS domain name "
+                f"not set - NIS lookups disabled")
 
     def s_noise(self) -> Iterator:
         """Statistics dumps, dovecot, cron, kernel: volume that carries no mail."""
         rng = Random(f"relayguard-sim:{self.seed}:noise")
         r = rng.random
-        pacer = self.pace(rng, self.base_budget["noise"], self.t_begin, self.t_end, 1.3)
+        pacer = self.pace(rng, self.base_budget["noise"], self.t_begin, self.t_end, 1.3, diurnal=0.4)
 
         def build(t: float) -> Episode:
             k = r()
-            if k < 0.01:
+            if k < 0.003:
                 pid = self.pids.new()
                 ip = self._public_ip(rng)
                 when = self.stamp(t - 60 - r() * 400)
@@ -1250,7 +1251,7 @@ class Simulation:
                                     f"{1 + int(r() * 2)} for (smtp:{ip}) at {when}"),
                         (t + 0.002, f"postfix/anvil[{pid}]: statistics: max cache size "
                                     f"{1 + int(r() * 6)} at {when}")]
-            if k < 0.015:
+            if k < 0.006:
                 pid = self.pids.new()
                 miss = 1 + int(r() * 9)
                 hits = int(r() * 5)
@@ -1545,7 +1546,7 @@ class _Pacer:
                  "misses")
 
     def __init__(self, sim: Simulation, rng: Random, budget: int, t_a: float, t_b: float,
-                 mean: float, diurnal: bool) -> None:
+                 mean: float, diurnal: float) -> None:
         self.sim = sim
         self.rng = rng
         self.budget = max(1, budget)
@@ -1555,7 +1556,7 @@ class _Pacer:
         self.mean = mean
         self.last = t_a
         self.misses = 0
-        self.cum, self.step = sim.diurnal_cum(t_a, t_b) if diurnal else (None, 0.0)
+        self.cum, self.step = sim.diurnal_cum(t_a, t_b, diurnal) if diurnal else (None, 0.0)
 
     def time(self) -> float:
         u = (self.used + self.rng.random() * self.mean) / self.budget
