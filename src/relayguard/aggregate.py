@@ -293,7 +293,7 @@ class Aggregates:
                 s = self.local[m.uid] = SenderStats()
             s.add(m)
 
-    def queue_depth(self, depth: int, ts: float) -> None:
+    def queue_depth(self, depth: int, ts: float | None) -> None:
         if depth > self.peak_queue:
             self.peak_queue = depth
             self.peak_queue_ts = ts

@@ -252,8 +252,3 @@ def simulate(scenario: str, nlines: int, seed: int, out: str, labels: str | None
     except OSError as exc:
         fail(f"cannot write: {exc}")
 
-
-from .queue.cli import history, queue  # noqa: E402 — added last: queue.cli imports from here
-
-main.add_command(queue)
-main.add_command(history)
