@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite drives for real (Postfix, Cyrus SASL, nftables,
-# Redis, pflogsumm, headless Chromium for the HTML report). Idempotent: installs only what is missing. Without root it only reports,
+# Redis, pflogsumm, headless Chromium for the HTML report, Dovecot's doveconf for the audit). Idempotent: installs only what is missing. Without root it only reports,
 # and the tests that need the missing parts skip with a clear reason.
 set -euo pipefail
 need=()
@@ -14,6 +14,7 @@ command -v pflogsumm >/dev/null 2>&1 || need+=(pflogsumm)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v doveconf >/dev/null 2>&1 || need+=(dovecot-core)
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies: all present"
   exit 0
@@ -26,5 +27,13 @@ echo "installing: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # The suite runs its own private Postfix: the system one needs no configuration and no port 25.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# Packages are installed for their programs only: no daemon may start (Dovecot, Redis…). Where
+# the image has no policy-rc.d, put one in place for the duration of the install.
+temp_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  temp_policy=/usr/sbin/policy-rc.d
+fi
+trap '[ -n "$temp_policy" ] && rm -f "$temp_policy"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -252,3 +252,15 @@ def simulate(scenario: str, nlines: int, seed: int, out: str, labels: str | None
     except OSError as exc:
         fail(f"cannot write: {exc}")
 
+
+from .queue.cli import history, queue  # noqa: E402 — added last: queue.cli imports from here
+
+main.add_command(queue)
+main.add_command(history)
+
+from .audit.cli import audit, dnsbl, password_check, probe_relay  # noqa: E402
+
+main.add_command(audit)
+main.add_command(probe_relay)
+main.add_command(dnsbl)
+main.add_command(password_check)

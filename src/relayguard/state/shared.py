@@ -1,0 +1,174 @@
+"""What the machines of a site share: bans (addresses and networks) and account locks.
+
+One interface, two stores: SQLite on one machine (the `Store` database, tables of migration 2)
+and Redis for a fleet (`state.redis.RedisShared`, chosen by `[state] url`). `watch`, the
+`ban`/`lock` commands, the dashboard and the policy server all go through `open_shared()`,
+so a ban decided anywhere is enforced everywhere. Expiry is part of every read: an expired ban
+is never returned, whatever has or has not cleaned it up yet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from .store import StateError, Store, _iso, resolve_path
+
+__all__ = ["Ban", "Lock", "SharedState", "SqliteShared", "StateError", "covers",
+           "normalise_network", "open_shared"]
+
+
+@dataclass
+class Ban:
+    network: str  # normalised: "203.0.113.7" for one address, "203.0.113.0/24" for a network
+    reason: str
+    since: float
+    expires: float | None  # None: until removed
+    backend: str = "state"
+    source: str | None = None
+
+    def active(self, now: float) -> bool:
+        return self.expires is None or self.expires > now
+
+    def to_dict(self) -> dict[str, Any]:
+        """`ban list --format json`: ip, reason, since, expires, backend (ISO 8601 times)."""
+        return {"ip": self.network, "reason": self.reason, "since": _iso(self.since),
+                "expires": _iso(self.expires) if self.expires is not None else None,
+                "backend": self.backend, "source": self.source}
+
+
+@dataclass
+class Lock:
+    user: str
+    reason: str
+    since: float
+    expires: float | None = None
+    source: str | None = None
+
+    def active(self, now: float) -> bool:
+        return self.expires is None or self.expires > now
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["since"] = _iso(self.since)
+        d["expires"] = _iso(self.expires) if self.expires is not None else None
+        return d
+
+
+def normalise_network(text: str) -> str:
+    """`203.0.113.7` → itself, `203.0.113.7/24` → `203.0.113.0/24`; ValueError when not one."""
+    text = text.strip()
+    if "/" not in text:
+        return str(ipaddress.ip_address(text))
+    net = ipaddress.ip_network(text, strict=False)
+    if net.num_addresses == 1:
+        return str(net.network_address)
+    return str(net)
+
+
+def covers(network: str, ip: str) -> bool:
+    """Does a normalised ban `network` cover address `ip`?"""
+    if "/" not in network:
+        return network == ip
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(network)
+    except ValueError:
+        return False
+
+
+class SharedState(Protocol):
+    """Bans and locks, with expiry. Implementations: SqliteShared, state.redis.RedisShared."""
+
+    def add_ban(self, ban: Ban) -> Ban: ...
+    def remove_ban(self, network: str) -> Ban | None: ...
+    def bans(self, now: float | None = None) -> list[Ban]: ...
+    def banned(self, ip: str, now: float | None = None) -> Ban | None: ...
+    def add_lock(self, lock: Lock) -> Lock: ...
+    def remove_lock(self, user: str) -> Lock | None: ...
+    def locks(self, now: float | None = None) -> list[Lock]: ...
+    def locked(self, user: str, now: float | None = None) -> Lock | None: ...
+    def close(self) -> None: ...
+
+
+class SqliteShared:
+    """Bans and locks in the local state database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+
+    def add_ban(self, ban: Ban) -> Ban:
+        ban.network = normalise_network(ban.network)
+        self.db.execute(
+            "INSERT INTO bans (network, reason, since, expires, backend, source) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT(network) DO UPDATE SET reason=excluded.reason, since=excluded.since,"
+            " expires=excluded.expires, backend=excluded.backend, source=excluded.source",
+            (ban.network, ban.reason, ban.since, ban.expires, ban.backend, ban.source))
+        return ban
+
+    def remove_ban(self, network: str) -> Ban | None:
+        key = normalise_network(network)
+        row = self.db.execute("SELECT * FROM bans WHERE network = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self.db.execute("DELETE FROM bans WHERE network = ?", (key,))
+        return Ban(**dict(row))
+
+    def bans(self, now: float | None = None) -> list[Ban]:
+        now = time.time() if now is None else now
+        rows = self.db.execute("SELECT * FROM bans WHERE expires IS NULL OR expires > ? "
+                               "ORDER BY since", (now,))
+        return [Ban(**dict(r)) for r in rows]
+
+    def banned(self, ip: str, now: float | None = None) -> Ban | None:
+        now = time.time() if now is None else now
+        row = self.db.execute("SELECT * FROM bans WHERE network = ? AND (expires IS NULL OR expires > ?)",
+                              (ip, now)).fetchone()
+        if row is not None:
+            return Ban(**dict(row))
+        for ban in self.bans(now):  # networks: few, so a scan is fine
+            if "/" in ban.network and covers(ban.network, ip):
+                return ban
+        return None
+
+    def add_lock(self, lock: Lock) -> Lock:
+        self.db.execute(
+            "INSERT INTO locks (user, reason, since, expires, source) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(user) DO UPDATE SET reason=excluded.reason, since=excluded.since,"
+            " expires=excluded.expires, source=excluded.source",
+            (lock.user, lock.reason, lock.since, lock.expires, lock.source))
+        return lock
+
+    def remove_lock(self, user: str) -> Lock | None:
+        row = self.db.execute("SELECT * FROM locks WHERE user = ?", (user,)).fetchone()
+        if row is None:
+            return None
+        self.db.execute("DELETE FROM locks WHERE user = ?", (user,))
+        return Lock(**dict(row))
+
+    def locks(self, now: float | None = None) -> list[Lock]:
+        now = time.time() if now is None else now
+        rows = self.db.execute("SELECT * FROM locks WHERE expires IS NULL OR expires > ? ORDER BY since",
+                               (now,))
+        return [Lock(**dict(r)) for r in rows]
+
+    def locked(self, user: str, now: float | None = None) -> Lock | None:
+        now = time.time() if now is None else now
+        row = self.db.execute("SELECT * FROM locks WHERE user = ? AND (expires IS NULL OR expires > ?)",
+                              (user, now)).fetchone()
+        return Lock(**dict(row)) if row is not None else None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_shared(cfg: dict[str, Any] | None = None, state_path: str | None = None) -> SharedState:
+    """Redis when `[state] url` is set (a fleet), else the local SQLite state database."""
+    url = ((cfg or {}).get("state") or {}).get("url")
+    if url:
+        from .redis import RedisShared  # only fleets need the redis client
+
+        return RedisShared(url)
+    return SqliteShared(Store(resolve_path(state_path, cfg)))
