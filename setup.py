@@ -19,6 +19,7 @@ HOT = [
     "src/relayguard/correlate/messages.py",
     "src/relayguard/aggregate.py",
     "src/relayguard/pipeline.py",
+    "src/relayguard/sources/files.py",
 ]
 
 ext_modules = []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from .event import OTHER, Event, iso
+from .event import BOUNCE_NOTICE, CONNECT, DISCONNECT, LOST_CONNECTION, OTHER, Event, iso
 from .postfix import POSTFIX_SERVICES, parse_firewall, parse_postfix
 from .syslog import Clock, read_header
 
 __all__ = ["Event", "LineParser", "iso"]
+
+# Postfix events no detector reads: `lean` parsing drops them before building an Event.
+LEAN_SKIP = frozenset((OTHER, CONNECT, DISCONNECT, LOST_CONNECTION, BOUNCE_NOTICE))
 
 
 class LineParser:
@@ -102,6 +105,9 @@ class LineParser:
                     self.skipped += 1
                     return None
                 ev, qid, fields = parse_postfix(message)
+                if self.lean and ev in LEAN_SKIP:
+                    self.skipped += 1
+                    return None
             elif kind == 2:
                 parsed = parse_firewall(message)
                 ev, qid, fields = parsed if parsed else (OTHER, None, {"text": message})

@@ -33,6 +33,17 @@ from .event import (
 QUEUE_ID = re.compile(r"(?:[0-9A-F]{5,12}|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,20})\Z")
 
 
+HEX_UPPER = "0123456789ABCDEF"
+
+
+def _queue_id_shape(token: str) -> bool:
+    """For an alphanumeric token: short IDs are upper-case hex; long IDs carry the `z` that
+    separates their time and inode parts. Plain words (`warning`, `statistics`) fail."""
+    if len(token) <= 12 and not token.strip(HEX_UPPER):
+        return True
+    return "z" in token and len(token) >= 12 and not token.islower() and QUEUE_ID.match(token) is not None
+
+
 def is_queue_id(token: str) -> bool:
     """Cheap checks first (this runs on every line): words like `warning` fail at once."""
     return (5 <= len(token) <= 20 and token.isalnum() and not token.islower()
@@ -229,8 +240,7 @@ def parse_postfix(message: str) -> Parsed:
                 return OTHER, None, {"text": rest}
             return OTHER, None, {"text": message}
         # The queue-ID test, inlined (it runs on most lines): words like `warning` fail at once.
-        if (5 <= colon <= 20 and token.isalnum() and not token.islower()
-                and QUEUE_ID.match(token) is not None):
+        if 5 <= colon <= 20 and token.isalnum() and _queue_id_shape(token):
             ev, fields = parse_queue_message(message[colon + 2:])
             return ev, token, fields
     if message.startswith("connect from "):
