@@ -25,9 +25,12 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
+# Every benchmark in bench/: log analysis vs pflogsumm and grep, queue control, watch, policy.
 bench: $(STAMP)
 	bash scripts/install-test-deps.sh
-	$(BIN)/python bench/run.py
+	@for b in run queue_bench watch_bench policy_bench; do \
+	  if [ -f bench/$$b.py ]; then echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; fi; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
