@@ -23,7 +23,8 @@ from .parse.event import (
     Event,
 )
 
-BUCKET = 600  # seconds: the unit of "burst" and of the per-culprit timelines
+BUCKET = 600  # seconds: the unit of the per-culprit timelines
+PER_HOUR = 3600 // BUCKET
 MAX_KEYS = 5000  # distinct senders / recipient domains kept per entity
 EXAMPLES = 3
 LOCAL_SERVICES = frozenset(("local", "virtual", "lmtp", "pipe", "error", "discard", "retry"))
@@ -113,19 +114,15 @@ class SenderStats:
         if m.raw_client and len(self.examples) < EXAMPLES:
             self.examples.append(m.raw_client)
 
-    def peak_bucket(self) -> tuple[int, int]:
-        """(bucket, messages) of the busiest 10-minute window."""
-        if not self.buckets:
-            return (0, 0)
-        b = max(self.buckets, key=self.buckets.__getitem__)
-        return b, self.buckets[b]
-
-    def typical_bucket(self) -> float:
-        """Median messages in the account's other active windows (0 when there are none)."""
-        if len(self.buckets) < 2:
-            return 0.0
-        vals = sorted(self.buckets.values())[:-1]
-        return float(vals[len(vals) // 2])
+    def peak_hour(self) -> tuple[int, int]:
+        """(first bucket, messages) of the busiest hour: six consecutive 10-minute buckets."""
+        best_at, best = 0, 0
+        b = self.buckets
+        for start in b:
+            n = sum(b.get(start + i, 0) for i in range(PER_HOUR))
+            if n > best:
+                best_at, best = start, n
+        return best_at, best
 
 
 class AuthStats:
@@ -292,6 +289,13 @@ class Aggregates:
             if s is None:
                 s = self.local[m.uid] = SenderStats()
             s.add(m)
+
+    @property
+    def hours(self) -> float:
+        """Length of the period read, in hours (at least one)."""
+        if self.start is None or self.end is None:
+            return 1.0
+        return max(1.0, (self.end - self.start) / 3600)
 
     def queue_depth(self, depth: int, ts: float | None) -> None:
         if depth > self.peak_queue:

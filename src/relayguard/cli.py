@@ -227,6 +227,79 @@ def messages_cmd(files: tuple[str, ...], fmt: str, out: str | None, year: int | 
         sys.exit(EXIT_CLEAN)
 
 
+@main.group()
+def show() -> None:
+    """Everything the logs, the queue and the state say about one account or one address."""
+
+
+def _show(kind: str, subject: str, files: tuple[str, ...], fmt: str, year: int | None,
+          config_path: str | None, state_path: str | None, config_dir: str | None,
+          no_queue: bool) -> None:
+    from .investigate import investigate
+    from .report.investigation import render_investigation
+
+    cfg = load_config(config_path)
+    try:
+        inv = investigate(kind, subject, list(files), cfg, year, state_path=state_path,
+                          config_dir=config_dir, with_queue=not no_queue)
+    except InputError as exc:
+        fail(str(exc))
+    if fmt == "json":
+        click.echo(json.dumps(inv.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        render_investigation(inv, Console())
+    sys.exit(EXIT_FINDINGS if any(f.severity in ("critical", "high") for f in inv.findings) else EXIT_CLEAN)
+
+
+SHOW_OPTIONS = [
+    click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
+    YEAR, CONFIG,
+    click.option("--state", "state_path", type=click.Path(dir_okay=False),
+                 help="State database (bans, locks); default from the config."),
+    click.option("--config-dir", type=click.Path(file_okay=False),
+                 help="Postfix config_directory of the instance whose queue to read."),
+    click.option("--no-queue", is_flag=True, help="Do not look in the mail queue."),
+]
+
+
+def _with_show_options(f):  # type: ignore[no-untyped-def]
+    for opt in reversed(SHOW_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@show.command("user")
+@click.argument("user")
+@FILES
+@_with_show_options
+def show_user(user: str, files: tuple[str, ...], fmt: str, year: int | None, config_path: str | None,
+              state_path: str | None, config_dir: str | None, no_queue: bool) -> None:
+    """One SASL login: where it logged in from, failures, what it sent, lock, queued mail.
+
+    `admin` also matches `admin@realm` (Cyrus logs the realm). Exit 1 when a finding about the
+    account is high or critical.
+    """
+    _show("user", user, files, fmt, year, config_path, state_path, config_dir, no_queue)
+
+
+@show.command("ip")
+@click.argument("ip")
+@FILES
+@_with_show_options
+def show_ip(ip: str, files: tuple[str, ...], fmt: str, year: int | None, config_path: str | None,
+            state_path: str | None, config_dir: str | None, no_queue: bool) -> None:
+    """One client address: logins, failures and usernames tried, mail relayed, rejects,
+    direct-SMTP connections, ban, queued mail. Exit 1 when a finding about it is high or critical.
+    """
+    import ipaddress
+
+    try:
+        ip = str(ipaddress.ip_address(ip))
+    except ValueError:
+        fail(f"{ip!r} is not an IP address")
+    _show("ip", ip, files, fmt, year, config_path, state_path, config_dir, no_queue)
+
+
 @main.command()
 @click.option("--scenario", default="all", show_default=True,
               help="baseline, compromised-account, trusted-relay, bruteforce, direct-smtp, blocklisted, all")

@@ -17,9 +17,9 @@ QUEUE_IDLE = 6 * 3600  # a queued message is logged at least every maximal_backo
 class Run:
     """What a pass over the sources saw, besides the events and messages it handed out."""
 
-    def __init__(self) -> None:
+    def __init__(self, admit: Callable[[Event], bool] | None = None) -> None:
         self.parsers: list[LineParser] = []
-        self.correlator = Correlator(max_idle=QUEUE_IDLE)
+        self.correlator = Correlator(max_idle=QUEUE_IDLE, admit=admit)
         self.start: float | None = None
         self.end: float | None = None
 
@@ -37,11 +37,13 @@ def run(paths: list[str], year: int | None = None,
         on_message: Callable[[Message], None] | None = None,
         since: float | None = None, until: float | None = None,
         on_bytes: Callable[[int], None] | None = None,
-        kinds: frozenset[str] | None = None, lean: bool = False) -> Run:
+        kinds: frozenset[str] | None = None, lean: bool = False,
+        admit: Callable[[Event], bool] | None = None) -> Run:
     """Read every source (oldest first), parse, and correlate. Events of `kinds` (all when None)
     go to `on_event`; messages go to `on_message` as they complete, those still open at the end
-    last. `lean` skips lines no detector uses (see LineParser). Raises files.InputError."""
-    result = Run()
+    last. `lean` skips lines no detector uses (see LineParser); `admit` chooses which events may
+    open a message record (see Correlator). Raises files.InputError."""
+    result = Run(admit)
     corr = result.correlator
     windowed = since is not None or until is not None
     lo = since if since is not None else float("-inf")

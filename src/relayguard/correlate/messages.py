@@ -6,7 +6,7 @@ outside the log) are flushed, so a log of any length runs in bounded memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..parse.event import (
@@ -74,8 +74,12 @@ class Message:
 class Correlator:
     """Feed events in time order; completed messages come back from `feed`, the rest from `flush`."""
 
-    def __init__(self, max_idle: float = 7 * 86400) -> None:
+    def __init__(self, max_idle: float = 7 * 86400,
+                 admit: Callable[[Event], bool] | None = None) -> None:
         self.open: dict[tuple[str, str, str], Message] = {}
+        # `admit`: only events it accepts open a record (e.g. the `client=` line of one account,
+        # for `show`); later lines of other messages then cost one dictionary miss each.
+        self.admit = admit
         self.max_idle = max_idle
         self._next_sweep = 0.0
         self.peak_open = 0
@@ -89,7 +93,7 @@ class Correlator:
         msg = self.open.get(key)
         kind = ev.event
         if msg is None:
-            if kind in (REMOVED, OTHER):
+            if kind in (REMOVED, OTHER) or (self.admit is not None and not self.admit(ev)):
                 return None
             msg = Message(key[0], key[1], qid, ev.ts)
             self.open[key] = msg

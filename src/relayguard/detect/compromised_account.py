@@ -7,7 +7,7 @@ from typing import Any
 
 from ..aggregate import BUCKET, Aggregates, SenderStats, network_of
 from ..parse.event import iso
-from .finding import Finding, clamp, cmd, top
+from .finding import Finding, burst, clamp, cmd, top
 
 
 def _login_matches(login: str, sender: str) -> bool:
@@ -18,14 +18,12 @@ def _login_matches(login: str, sender: str) -> bool:
 
 
 def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, int, str]],
-                  cfg: dict[str, Any]) -> Finding | None:
+                  cfg: dict[str, Any], hours: float) -> Finding | None:
     reasons: list[str] = []
     score = 0.0
     n = s.messages
     ips = len(s.ips)
     nets = len({network_of(ip) for ip in s.ips})
-    _, peak = s.peak_bucket()
-    typical = s.typical_bucket()
     bad_ratio = s.failed / n if n else 0.0
     foreign = [snd for snd in s.senders if snd and not _login_matches(login, snd)]
     domains = len(s.rcpt_domains)
@@ -43,9 +41,10 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
     if nets >= cfg["many_networks"]:
         primary += 10
         reasons.append(f"in {nets} networks")
-    if peak >= cfg["burst_messages"] and peak >= cfg["burst_ratio"] * max(typical, 1.0):
+    peak, average, why = burst(s, hours, cfg["burst_messages"], cfg["burst_ratio"])
+    if why:
         primary += 25
-        reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
+        reasons.append(why)
     if len(foreign) >= cfg["foreign_senders"]:
         primary += 10
         reasons.append(f"{len(foreign)} envelope senders that are not the login")
@@ -76,7 +75,7 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
     f.evidence = {
         "messages": n, "recipients": s.recipients, "client_ips": ips, "networks": nets,
         "deferred": s.deferred, "bounced": s.bounced, "deferred_ratio": round(bad_ratio, 3),
-        "peak_10min": peak, "typical_10min": typical, "recipient_domains": domains,
+        "peak_hour": peak, "average_per_hour": round(average, 2), "recipient_domains": domains,
         "foreign_senders": len(foreign), "top_client_ips": top(s.ips, 5),
         "top_senders": top(s.senders, 5), "top_recipient_domains": top(s.rcpt_domains, 5),
         "examples": list(s.examples),
@@ -111,11 +110,11 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
                 break
     out = []
     for login, s in agg.users.items():
-        f = score_account(login, s, guessed.pop(login, []), c)
+        f = score_account(login, s, guessed.pop(login, []), c, agg.hours)
         if f:
             out.append(f)
     for login, g in guessed.items():  # guessed, but sent nothing (yet)
-        f = score_account(login, SenderStats(), g, c)
+        f = score_account(login, SenderStats(), g, c, agg.hours)
         if f:
             out.append(f)
     return out

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..aggregate import Aggregates
-from .finding import Finding, clamp, cmd, top
+from .finding import Finding, burst, clamp, cmd, top
 
 INFERRED_MIN_DOMAINS = 3  # relayed to this many outside domains: Postfix trusted it
 
 
 def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
     c = cfg["detect"]["trusted_host_relay"]
+    hours = agg.hours
     out = []
     for ip, s in agg.clients.items():
         trusted = agg.is_trusted(ip)
@@ -23,8 +24,6 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
         score = 0.0
         no_mid = s.no_message_id / n if n else 0.0
         bad = s.failed / n if n else 0.0
-        _, peak = s.peak_bucket()
-        typical = s.typical_bucket()
         domains = len(s.rcpt_domains)
         # As for accounts: missing Message-IDs, many senders and bursts are the tells; volume,
         # deferrals and recipient spread (a newsletter has all three) only add weight.
@@ -35,9 +34,10 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
         if len(s.senders) >= c["senders"]:
             primary += 20
             reasons.append(f"{len(s.senders)} envelope senders")
-        if peak >= c["burst_messages"] and peak >= c["burst_ratio"] * max(typical, 1.0):
+        peak, average, why = burst(s, hours, c["burst_messages"], c["burst_ratio"])
+        if why:
             primary += 20
-            reasons.append(f"a burst of {peak} messages in 10 minutes (typical {typical:g})")
+            reasons.append(why)
         score = primary
         if n >= c["min_messages"]:
             score += 15 if primary else 5
@@ -63,7 +63,7 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
             "in_trusted_networks": trusted, "missing_message_id": s.no_message_id,
             "missing_message_id_ratio": round(no_mid, 3), "senders": len(s.senders),
             "deferred": s.deferred, "bounced": s.bounced, "deferred_ratio": round(bad, 3),
-            "recipient_domains": domains, "peak_10min": peak, "typical_10min": typical,
+            "recipient_domains": domains, "peak_hour": peak, "average_per_hour": round(average, 2),
             "top_senders": top(s.senders, 5), "top_recipient_domains": top(s.rcpt_domains, 5),
             "examples": list(s.examples),
         }

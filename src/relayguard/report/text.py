@@ -35,12 +35,12 @@ def sparkline(timeline: dict[int, int], start: float | None, end: float | None, 
     return "".join(" " if c == 0 else SPARK[min(7, c * 8 // (peak + 1))] for c in cols)
 
 
-def _short(ts: float | None) -> str:
+def short(ts: float | None) -> str:
     s = iso(ts)
     return s[:19].replace("T", " ") if s else "-"
 
 
-def _finding_panel(f: Finding, a: Analysis) -> Panel:
+def finding_panel(f: Finding, start: float | None, end: float | None) -> Panel:
     ev = f.evidence
     lines = [Text(f.summary)]
     facts = ", ".join(f"{k}={v}" for k, v in ev.items()
@@ -52,7 +52,7 @@ def _finding_panel(f: Finding, a: Analysis) -> Panel:
             vals = ev[key]
             shown = ", ".join(f"{v[0]} ({v[1]})" if isinstance(v, list) else str(v) for v in vals[:8])
             lines.append(Text(f"{key.replace('_', ' ')}: {shown}"))
-    spark = sparkline(f.timeline, a.aggregates.start, a.aggregates.end)
+    spark = sparkline(f.timeline, start, end)
     if spark:
         lines.append(Text.assemble(("per hour  ", "dim"), (spark, "magenta")))
     for ex in ev.get("examples", [])[:3]:
@@ -64,7 +64,7 @@ def _finding_panel(f: Finding, a: Analysis) -> Panel:
         lines.append(Text("  → " + tip, style="green"))
     title = Text.assemble((f" {f.severity.upper()} ", COLOURS[f.severity]), " ",
                           (f"{f.kind}", "bold"), f"  {f.subject}  ",
-                          (f"score {f.score}  {_short(f.first_seen)} → {_short(f.last_seen)}", "dim"))
+                          (f"score {f.score}  {short(f.first_seen)} → {short(f.last_seen)}", "dim"))
     return Panel(Group(*lines), title=title, title_align="left", expand=True)
 
 
@@ -72,7 +72,7 @@ def render_text(a: Analysis, console: Console) -> None:
     agg = a.aggregates
     t = a.totals()
     console.print(Text.assemble(
-        ("relayguard analysis", "bold"), f"  {_short(agg.start)} → {_short(agg.end)}  ",
+        ("relayguard analysis", "bold"), f"  {short(agg.start)} → {short(agg.end)}  ",
         (f"{t['lines']:,} lines ({t['unparsed']:,} unparsed), {t['messages']:,} messages, "
          f"{t['sent']:,} sent, {t['deferred']:,} deferred, {t['bounced']:,} bounced, "
          f"{t['rejected']:,} rejected, {t['auth_failures']:,} auth failures", "dim")))
@@ -82,10 +82,10 @@ def render_text(a: Analysis, console: Console) -> None:
             summary.add_column(col)
         for f in a.findings:
             summary.add_row(Text(f.severity, style=COLOURS[f.severity]), str(f.score), f.kind,
-                            escape(f.subject), _short(f.first_seen)[5:16])
+                            escape(f.subject), short(f.first_seen)[5:16])
         console.print(summary)
         for f in a.findings:
-            console.print(_finding_panel(f, a))
+            console.print(finding_panel(f, agg.start, agg.end))
     else:
         console.print(Text("No findings: nothing in these logs looks like spam being sent.", style="green"))
 
