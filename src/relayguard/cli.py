@@ -300,6 +300,11 @@ def show_ip(ip: str, files: tuple[str, ...], fmt: str, year: int | None, config_
     _show("ip", ip, files, fmt, year, config_path, state_path, config_dir, no_queue)
 
 
+from .dashboard.cli import serve  # noqa: E402
+
+main.add_command(serve)
+
+
 @main.command()
 @click.option("--scenario", default="all", show_default=True,
               help="baseline, compromised-account, trusted-relay, bruteforce, direct-smtp, blocklisted, all")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .store import StateError, Store, _iso, resolve_path
 
-__all__ = ["Ban", "Lock", "SharedState", "SqliteShared", "StateError", "covers",
+__all__ = ["Ban", "ExpiringState", "Lock", "SharedState", "SqliteShared", "StateError", "covers",
            "normalise_network", "open_shared"]
 
 
@@ -160,8 +160,42 @@ class SqliteShared:
                               (user, now)).fetchone()
         return Lock(**dict(row)) if row is not None else None
 
+    # Expiry bookkeeping (respond/): a read never returns an expired entry, but whoever enforces
+    # bans elsewhere (nftables, a Postfix map, fail2ban) must learn which ones ended to undo
+    # them, so expired rows are taken out here, once, and handed to the caller.
+    def pop_expired_bans(self, now: float | None = None) -> list[Ban]:
+        """Delete the bans that have expired by `now` and return them."""
+        return [Ban(**r) for r in self._pop_expired("bans", "network", now)]
+
+    def pop_expired_locks(self, now: float | None = None) -> list[Lock]:
+        """Delete the locks that have expired by `now` and return them."""
+        return [Lock(**r) for r in self._pop_expired("locks", "user", now)]
+
+    def _pop_expired(self, table: str, key: str, now: float | None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        # One writer at a time: `watch` and a cron'd `ban sync` must not both undo a ban.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = [dict(r) for r in self.db.execute(
+                f"SELECT * FROM {table} WHERE expires IS NOT NULL AND expires <= ?", (now,))]
+            self.db.executemany(f"DELETE FROM {table} WHERE {key} = ?", [(r[key],) for r in rows])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return rows
+
     def close(self) -> None:
         self.store.close()
+
+
+class ExpiringState(Protocol):
+    """Optional for a SharedState: hand over expired entries once (see SqliteShared). A store
+    without it (entries that simply vanish, e.g. Redis TTLs) still works: relayguard then
+    rebuilds maps from the active entries and leaves nftables timeouts to the kernel."""
+
+    def pop_expired_bans(self, now: float | None = None) -> list[Ban]: ...
+    def pop_expired_locks(self, now: float | None = None) -> list[Lock]: ...
 
 
 def open_shared(cfg: dict[str, Any] | None = None, state_path: str | None = None) -> SharedState:

@@ -82,6 +82,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (key, bucket)
     );
     """,
+    # 2 → 3: the findings `watch` currently sees, for the dashboard and `show`.
+    """
+    CREATE TABLE findings (
+        kind        TEXT    NOT NULL,
+        subject     TEXT    NOT NULL,
+        severity    TEXT    NOT NULL,
+        score       INTEGER NOT NULL,
+        summary     TEXT    NOT NULL,
+        first_seen  REAL,
+        last_seen   REAL,
+        data        TEXT    NOT NULL DEFAULT '{}',   -- the finding as JSON (evidence, actions)
+        updated     REAL    NOT NULL,
+        PRIMARY KEY (kind, subject)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -197,6 +212,31 @@ class Store:
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot record ({exc})") from None
         return int(cur.lastrowid or 0)
+
+    # ----------------------------------------------------------------------- findings
+    def save_finding(self, finding: dict[str, Any], first_seen: float | None = None,
+                     last_seen: float | None = None, now: float | None = None) -> None:
+        """Insert or refresh one finding (`Finding.to_dict()`), keyed by kind and subject."""
+        self.db.execute(
+            "INSERT INTO findings (kind, subject, severity, score, summary, first_seen, last_seen,"
+            " data, updated) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(kind, subject) DO UPDATE SET"
+            " severity=excluded.severity, score=excluded.score, summary=excluded.summary,"
+            " first_seen=COALESCE(findings.first_seen, excluded.first_seen),"
+            " last_seen=excluded.last_seen, data=excluded.data, updated=excluded.updated",
+            (finding["kind"], finding["subject"], finding["severity"], int(finding["score"]),
+             finding["summary"], first_seen, last_seen, json.dumps(finding, ensure_ascii=False),
+             time.time() if now is None else now))
+
+    def findings(self, since: float | None = None) -> list[dict[str, Any]]:
+        """Stored findings, worst first; `since`: only those updated since then."""
+        rows = self.db.execute("SELECT data, updated FROM findings WHERE updated >= ? "
+                               "ORDER BY score DESC, kind, subject", (since or 0,))
+        out = []
+        for r in rows:
+            d = json.loads(r["data"])
+            d["updated"] = _iso(r["updated"])
+            out.append(d)
+        return out
 
     def history(self, limit: int | None = 50, action: str | None = None,
                 since: float | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""`relayguard serve`: a small token-protected dashboard over the state `watch` keeps."""
