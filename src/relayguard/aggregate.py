@@ -114,6 +114,29 @@ class SenderStats:
         if m.raw_client and len(self.examples) < EXAMPLES:
             self.examples.append(m.raw_client)
 
+    def merge(self, s: SenderStats) -> None:
+        """Fold another sender's statistics into these (`u` and `u@realm` are one account)."""
+        self.messages += s.messages
+        self.recipients += s.recipients
+        self.sent += s.sent
+        self.deferred += s.deferred
+        self.bounced += s.bounced
+        self.failed += s.failed
+        self.outbound += s.outbound
+        self.no_message_id += s.no_message_id
+        for mine, theirs in ((self.ips, s.ips), (self.names, s.names), (self.senders, s.senders),
+                             (self.rcpt_domains, s.rcpt_domains),
+                             (self.outbound_domains, s.outbound_domains)):
+            for k, v in theirs.items():
+                _add(mine, k, v)
+        for b, n in s.buckets.items():
+            self.buckets[b] = self.buckets.get(b, 0) + n
+        if s.first is not None and (self.first is None or s.first < self.first):
+            self.first = s.first
+        if s.last is not None and (self.last is None or s.last > self.last):
+            self.last = s.last
+        self.examples = (self.examples + s.examples)[:EXAMPLES]
+
     def peak_hour(self) -> tuple[int, int]:
         """(first bucket, messages) of the busiest hour: six consecutive 10-minute buckets."""
         best_at, best = 0, 0

@@ -126,10 +126,10 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     if kind == "user":
         for login, s in agg.users.items():
             if user_matches(login, subject):
-                _merge(inv.sent, s)
+                inv.sent.merge(s)
     else:
         for s in [*agg.users.values(), *agg.clients.values()]:
-            _merge(inv.sent, s)
+            inv.sent.merge(s)
     inv.findings = [f for f in run_detectors(agg, cfg) if _about(f, kind, subject)]
     _state(inv, cfg, state_path)
     if with_queue:
@@ -163,23 +163,6 @@ def _collector(inv: Investigation, agg: Aggregates, mine: Callable[[Event], bool
             inv.firewall += 1
 
     return on_event
-
-
-def _merge(into: SenderStats, s: SenderStats) -> None:
-    """Fold one sender's statistics into the investigation's (a user may log in as `u` and `u@realm`)."""
-    if into.messages == 0:
-        for name in SenderStats.__slots__:
-            setattr(into, name, getattr(s, name))
-        return
-    for name in ("messages", "recipients", "sent", "deferred", "bounced", "failed", "outbound",
-                 "no_message_id"):
-        setattr(into, name, getattr(into, name) + getattr(s, name))
-    for name in ("ips", "names", "senders", "rcpt_domains", "outbound_domains", "buckets"):
-        mine, theirs = getattr(into, name), getattr(s, name)
-        for k, v in theirs.items():
-            mine[k] = mine.get(k, 0) + v
-    into.first = min(x for x in (into.first, s.first) if x is not None) if (into.first or s.first) else None
-    into.last = max(x for x in (into.last, s.last) if x is not None) if (into.last or s.last) else None
 
 
 def _about(f: Finding, kind: str, subject: str) -> bool:
