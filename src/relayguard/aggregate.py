@@ -7,7 +7,6 @@ time buckets, never with the length of the log.
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,7 +76,8 @@ class SenderStats:
         self.last: float | None = None
         self.examples: list[str] = []
 
-    def add(self, m: Message) -> None:
+    def add(self, m: Message, domains: list[str]) -> None:
+        """Account one message; `domains` are its recipients' domains, in recipient order."""
         self.messages += 1
         ts = m.first_seen
         if self.first is None or ts < self.first:
@@ -101,11 +101,9 @@ class SenderStats:
         if final.get("deferred") or final.get("bounced") or final.get("expired"):
             self.failed += 1
         relayed = False
-        for r in m.recipients.values():
-            f = r.fields
-            d = domain_of(f.get("recipient"))
+        for r, d in zip(m.recipients.values(), domains, strict=True):
             _add(self.rcpt_domains, d)
-            if r.service not in LOCAL_SERVICES and f.get("relay") != "local":
+            if r.service not in LOCAL_SERVICES and r.fields.get("relay") != "local":
                 relayed = True
                 _add(self.outbound_domains, d)
         self.recipients += max(len(m.recipients), m.nrcpt or 0)
@@ -208,8 +206,8 @@ class Aggregates:
         self.auth_errors = 0
         self.firewall: dict[str, CountStats] = {}
         self.blocklists: dict[str, CountStats] = {}
-        self.totals: Counter[str] = Counter()
-        self.senders: Counter[str] = Counter()
+        self.totals: dict[str, int] = {}
+        self.senders: dict[str, int] = {}
         self.rcpt_domains: dict[str, int] = {}
         self.message_buckets: dict[int, int] = {}  # all messages per 10 minutes (timelines)
         self.auth_buckets: dict[int, int] = {}  # SASL failures per 10 minutes
@@ -236,7 +234,7 @@ class Aggregates:
         if kind == DELIVERY:
             st = ev.fields.get("status")
             if st:
-                self.totals[st] += 1
+                self.totals[st] = self.totals.get(st, 0) + 1
                 if st != "sent":
                     self._blocklist_text(ev, ev.fields.get("reason"))
         elif kind == CLIENT:
@@ -246,7 +244,7 @@ class Aggregates:
                 if a is not None and a.failures:
                     a.successes.append((user, ts, a.failures, ev.raw))
         elif kind == AUTH_FAILURE:
-            self.totals["auth_failures"] += 1
+            self.totals["auth_failures"] = self.totals.get("auth_failures", 0) + 1
             b = int(ts // BUCKET)
             self.auth_buckets[b] = self.auth_buckets.get(b, 0) + 1
             ip = ev.fields.get("client_ip", "")
@@ -264,7 +262,7 @@ class Aggregates:
             if len(a.examples) < EXAMPLES:
                 a.examples.append(ev.raw)
         elif kind == REJECT:
-            self.totals["rejected"] += 1
+            self.totals["rejected"] = self.totals.get("rejected", 0) + 1
         elif kind == REMOTE_REPLY:
             self._blocklist_text(ev, ev.fields.get("reason"))
         elif kind == FIREWALL:
@@ -290,28 +288,30 @@ class Aggregates:
             c.add(ev.ts, ev.raw, ev.fields.get("relay"))
 
     def message(self, m: Message) -> None:
-        self.totals["messages"] += 1
+        self.totals["messages"] = self.totals.get("messages", 0) + 1
         b = int(m.first_seen // BUCKET)
         self.message_buckets[b] = self.message_buckets.get(b, 0) + 1
-        for addr in m.recipients:
-            _add(self.rcpt_domains, domain_of(addr))
-        if m.sender is not None and (len(self.senders) < 200_000 or m.sender in self.senders):
-            self.senders[m.sender] += 1
+        domains = [domain_of(addr) for addr in m.recipients]
+        for d in domains:
+            _add(self.rcpt_domains, d)
+        snd = m.sender
+        if snd is not None and (snd in self.senders or len(self.senders) < 200_000):
+            self.senders[snd] = self.senders.get(snd, 0) + 1
         if m.sasl_username:
             s = self.users.get(m.sasl_username)
             if s is None:
                 s = self.users[m.sasl_username] = SenderStats()
-            s.add(m)
+            s.add(m, domains)
         elif m.origin == "smtpd" and m.client_ip:
             s = self.clients.get(m.client_ip)
             if s is None:
                 s = self.clients[m.client_ip] = SenderStats()
-            s.add(m)
+            s.add(m, domains)
         elif m.origin == "pickup" and m.uid is not None:
             s = self.local.get(m.uid)
             if s is None:
                 s = self.local[m.uid] = SenderStats()
-            s.add(m)
+            s.add(m, domains)
 
     @property
     def hours(self) -> float:
@@ -326,7 +326,7 @@ class Aggregates:
             self.peak_queue_ts = ts
 
     def summary_totals(self) -> dict[str, Any]:
-        t = self.totals
-        return {"messages": t["messages"], "sent": t["sent"], "deferred": t["deferred"],
-                "bounced": t["bounced"] + t["expired"], "rejected": t["rejected"],
-                "auth_failures": t["auth_failures"]}
+        t = self.totals.get
+        return {"messages": t("messages", 0), "sent": t("sent", 0), "deferred": t("deferred", 0),
+                "bounced": t("bounced", 0) + t("expired", 0), "rejected": t("rejected", 0),
+                "auth_failures": t("auth_failures", 0)}

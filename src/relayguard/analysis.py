@@ -55,7 +55,7 @@ class Analysis:
             "client_ips": [{"ip": ip, "messages": s.messages, "recipients": s.recipients,
                             "trusted": agg.is_trusted(ip), "authenticated": False}
                            for ip, s in clients],
-            "senders": [{"sender": s, "messages": c} for s, c in top(dict(agg.senders.most_common(n)), n)],
+            "senders": [{"sender": s, "messages": c} for s, c in top(agg.senders, n)],
             "auth_failures": [{"ip": ip, "failures": a.failures, "usernames": len(a.usernames)}
                               for ip, a in sorted(agg.auth.items(),
                                                   key=lambda kv: (-kv[1].failures, kv[0]))[:n]],

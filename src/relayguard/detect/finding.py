@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,8 @@ class Finding:
 
 
 def top(counter: dict[str, int], n: int = 10) -> list[list[Any]]:
-    return [[k, v] for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+    """The `n` largest counts, ties by key; a heap, not a sort (senders can number 200,000)."""
+    return [[k, v] for k, v in heapq.nsmallest(n, counter.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def clamp(score: float) -> int:
