@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.support.wait import WebDriverWait
 
 from browser import chromium, console_errors
 from relayguard.state.shared import Ban, Lock, SqliteShared
@@ -85,9 +86,12 @@ def test_unban_end_to_end_in_chromium(dashboard) -> None:
         assert console_errors(driver) == []
         row = driver.find_element("xpath", "//table[@id='bans']//tr[td[1][text()='91.200.12.7']]")
         row.find_element("link text", "Unban…").click()
-        assert "Lift the ban on 91.200.12.7" in driver.find_element("id", "question").text
+        # A click that navigates can return before the next page is there: wait for it.
+        question = WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "question"))
+        assert "Lift the ban on 91.200.12.7" in question.text
         driver.find_element("id", "confirm").click()
-        assert "Unbanned 91.200.12.7" in driver.find_element("id", "message").text
+        message = WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "message"))
+        assert "Unbanned 91.200.12.7" in message.text
         bans = driver.find_element("id", "bans").text
         assert "91.200.12.7" not in bans and "198.51.100.0/24" in bans
         assert "unban" in driver.find_element("id", "history").text

@@ -342,3 +342,11 @@ main.add_command(audit)
 main.add_command(probe_relay)
 main.add_command(dnsbl)
 main.add_command(password_check)
+
+
+from .respond.cli import ban, lock, locks, unlock  # noqa: E402
+
+main.add_command(ban)
+main.add_command(lock)
+main.add_command(unlock)
+main.add_command(locks)

@@ -24,6 +24,7 @@ from starlette.templating import Jinja2Templates
 from ..queue.actions import postsuper
 from ..queue.select import Selector, parse_network, select
 from ..queue.tools import PostfixTools, QueueError, valid_queue_id
+from ..respond import Banner, Locker, RespondError
 from ..state.shared import SharedState, normalise_network, open_shared
 from ..state.store import Store, resolve_path
 
@@ -117,16 +118,15 @@ class Dashboard:
             network = normalise_network(data.get("network", ""))
         except ValueError:
             return PlainTextResponse("not an address or network", status_code=400)
-        shared = self.shared()
+        # Through the respond layer: it lifts the ban where it is enforced (nftables, Postfix
+        # map, fail2ban…) and writes the audit entry.
         try:
-            removed = shared.remove_ban(network)
-        finally:
-            shared.close()
-        with self.store() as store:
-            entry = store.record("unban", selector={"network": network}, matched=1 if removed else 0,
-                                 status="ok" if removed else "failed",
-                                 detail=f"dashboard: unban {network}" + ("" if removed else " (was not banned)"))
-        return RedirectResponse(f"/?done=Unbanned {network} (audit entry {entry})", status_code=303)
+            with Banner.from_config(self.cfg, self.state_path, self.config_dir) as banner:
+                removed = banner.unban(network, source="dashboard")
+        except RespondError as exc:
+            return PlainTextResponse(f"unban failed: {exc}", status_code=500)
+        done = f"Unbanned {network}" if removed else f"{network} was not banned"
+        return RedirectResponse(f"/?done={done} (see recent actions)", status_code=303)
 
     async def unlock_confirm(self, request: Request) -> Response:
         user = request.query_params.get("user", "")
@@ -139,15 +139,13 @@ class Dashboard:
         if data is None:
             return PlainTextResponse("bad or missing CSRF value", status_code=403)
         user = data.get("user", "")
-        shared = self.shared()
         try:
-            removed = shared.remove_lock(user)
-        finally:
-            shared.close()
-        with self.store() as store:
-            entry = store.record("unlock", selector={"user": user}, matched=1 if removed else 0,
-                                 status="ok" if removed else "failed", detail=f"dashboard: unlock {user}")
-        return RedirectResponse(f"/?done=Unlocked {user} (audit entry {entry})", status_code=303)
+            with Locker.from_config(self.cfg, self.state_path, self.config_dir) as locker:
+                removed = locker.unlock(user, source="dashboard")
+        except RespondError as exc:
+            return PlainTextResponse(f"unlock failed: {exc}", status_code=500)
+        done = f"Unlocked {user}" if removed else f"{user} was not locked"
+        return RedirectResponse(f"/?done={done} (see recent actions)", status_code=303)
 
     async def queue_preview(self, request: Request) -> Response:
         action = request.query_params.get("action", "hold")

@@ -832,8 +832,9 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
 @click.command()
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Newest N entries (0: all).")
-@click.option("--action", type=click.Choice(["hold", "release", "requeue", "delete", "export",
-                                             "restore"]), help="Only this action.")
+@click.option("--action", metavar="ACTION",
+              help="Only this action: hold, release, requeue, delete, export, restore, ban, unban, "
+                   "lock, unlock, hook, trusted-add, trusted-remove…")
 @click.option("--since", help="Only entries at or after this time (ISO 8601, or a duration ago: 2h).")
 @click.option("--state", "state_path", type=click.Path(dir_okay=False), help="State database.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
