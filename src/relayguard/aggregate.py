@@ -7,7 +7,7 @@ time buckets, never with the length of the log.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .correlate import Message
@@ -196,6 +196,9 @@ class Aggregates:
     """Everything the detectors need, from one pass over the events."""
 
     def __init__(self, trusted: Iterable[str] = ()) -> None:
+        from .detect.blocklisted import blocklist_named  # the detector owns the vocabulary
+
+        self._blocklist_named: Callable[[str], str | None] = blocklist_named
         self.trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
         self._trusted_cache: dict[str, bool] = {}
         self.users: dict[str, SenderStats] = {}
@@ -278,9 +281,7 @@ class Aggregates:
     def _blocklist_text(self, ev: Event, reason: str | None) -> None:
         if not reason:
             return
-        from .detect.blocklisted import blocklist_named  # the detector owns the vocabulary
-
-        name = blocklist_named(reason)
+        name = self._blocklist_named(reason)
         if name:
             c = self.blocklists.get(name)
             if c is None:
