@@ -199,6 +199,7 @@ class Aggregates:
         from .detect.blocklisted import blocklist_named  # the detector owns the vocabulary
 
         self._blocklist_named: Callable[[str], str | None] = blocklist_named
+        self.geo: Any = None  # an enrich.geo.GeoDB when [geo] databases are configured
         self.trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
         self._trusted_cache: dict[str, bool] = {}
         self.users: dict[str, SenderStats] = {}

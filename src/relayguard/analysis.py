@@ -17,6 +17,7 @@ from .detect import Finding
 from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
 from .detect.finding import top
+from .enrich.geo import GeoDB
 from .parse import iso
 from .pipeline import run
 from .sources import files
@@ -112,6 +113,7 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
     paths = paths or files.default_logs()
     trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
     agg = Aggregates(trusted)
+    agg.geo = GeoDB.open(cfg)  # None without databases; GeoError when a configured one is bad
     seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
                kinds=EVENT_KINDS, lean=True)
     agg.start, agg.end = seen.start, seen.end

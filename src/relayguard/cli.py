@@ -21,6 +21,7 @@ from rich.console import Console
 
 from . import config as config_mod
 from .analysis import analyze as run_analysis
+from .enrich.geo import GeoError
 from .pipeline import run
 from .sources import InputError
 
@@ -195,7 +196,7 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
         else:
             result = run_analysis(paths, cfg, list(trusted), year, parse_when(since),
                                   parse_when(until))
-    except InputError as exc:
+    except (InputError, GeoError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted")
@@ -282,7 +283,7 @@ def _show(kind: str, subject: str, files: tuple[str, ...], fmt: str, year: int |
     try:
         inv = investigate(kind, subject, list(files), cfg, year, state_path=state_path,
                           config_dir=config_dir, with_queue=not no_queue)
-    except InputError as exc:
+    except (InputError, GeoError) as exc:
         fail(str(exc))
     if fmt == "json":
         click.echo(json.dumps(inv.to_dict(), indent=2, ensure_ascii=False))

@@ -20,6 +20,7 @@ from .correlate import Message
 from .detect import Finding
 from .detect import run as run_detectors
 from .detect.finding import top
+from .enrich.geo import GeoDB
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event, iso
 from .pipeline import run
 from .sources import files
@@ -72,6 +73,8 @@ class Investigation:
     lock: dict[str, Any] | None = None
     queued: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    geo: dict[str, dict[str, Any]] = field(default_factory=dict)  # address → country, asn, org
+    geo_spread: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         s = self.sent
@@ -92,6 +95,7 @@ class Investigation:
             "rejected": self.rejected, "firewall_smtp": self.firewall,
             "findings": [f.to_dict() for f in self.findings],
             "ban": self.ban, "lock": self.lock, "queued": self.queued, "notes": self.notes,
+            "geo": self.geo, "geo_spread": self.geo_spread,
         }
 
 
@@ -104,6 +108,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
     agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted())
+    agg.geo = GeoDB.open(cfg)
     inv = Investigation(kind, subject)
     if kind == "user":
         def mine(ev: Event) -> bool:
@@ -131,6 +136,11 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
         for s in [*agg.users.values(), *agg.clients.values()]:
             inv.sent.merge(s)
     inv.findings = [f for f in run_detectors(agg, cfg) if _about(f, kind, subject)]
+    if agg.geo is not None:
+        # "Where did the logins come from": the seeds' whois step, from local databases.
+        addresses = list(inv.logins) if kind == "user" else [subject]
+        inv.geo = {ip: agg.geo.lookup(ip).to_dict() for ip in addresses}
+        inv.geo_spread = agg.geo.spread(addresses).to_dict()
     _state(inv, cfg, state_path)
     if with_queue:
         _queue(inv, config_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..aggregate import BUCKET, Aggregates, SenderStats, network_of
+from ..enrich.geo import GeoDB
 from ..parse.event import iso
 from .finding import Finding, burst, clamp, cmd, top
 
@@ -18,12 +19,16 @@ def _login_matches(login: str, sender: str) -> bool:
 
 
 def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, int, str]],
-                  cfg: dict[str, Any], hours: float) -> Finding | None:
+                  cfg: dict[str, Any], hours: float, geo: GeoDB | None = None) -> Finding | None:
     reasons: list[str] = []
     score = 0.0
     n = s.messages
     ips = len(s.ips)
-    nets = len({network_of(ip) for ip in s.ips})
+    spread = geo.spread(s.ips) if geo is not None and s.ips else None
+    # With a MaxMind database, "networks" are autonomous systems; without, /16 prefixes.
+    nets = len(spread.networks) if spread is not None and spread.networks else \
+        len({network_of(ip) for ip in s.ips})
+    countries = len(spread.countries) if spread is not None else 0
     bad_ratio = s.failed / n if n else 0.0
     foreign = [snd for snd in s.senders if snd and not _login_matches(login, snd)]
     domains = len(s.rcpt_domains)
@@ -38,7 +43,10 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
     elif ips >= cfg["many_ips"]:
         primary += 20
         reasons.append(f"logins from {ips} addresses")
-    if nets >= cfg["many_networks"]:
+    if countries >= cfg["many_countries"]:
+        primary += 15
+        reasons.append(f"logins from {countries} countries / {nets} networks")
+    elif nets >= cfg["many_networks"]:
         primary += 10
         reasons.append(f"in {nets} networks")
     peak, average, why = burst(s, hours, cfg["burst_messages"], cfg["burst_ratio"])
@@ -77,6 +85,10 @@ def score_account(login: str, s: SenderStats, guessed: list[tuple[str, float, in
         "deferred": s.deferred, "bounced": s.bounced, "deferred_ratio": round(bad_ratio, 3),
         "peak_hour": peak, "average_per_hour": round(average, 2), "recipient_domains": domains,
         "foreign_senders": len(foreign), "top_client_ips": top(s.ips, 5),
+        **({"countries": countries, "top_countries": top(dict(spread.countries), 5),
+            "top_networks": [[f"AS{a} {spread.orgs.get(a, '')}".strip(), c]
+                             for a, c in spread.networks.most_common(5)]}
+           if spread is not None else {}),
         "top_senders": top(s.senders, 5), "top_recipient_domains": top(s.rcpt_domains, 5),
         "examples": list(s.examples),
     }
@@ -110,11 +122,11 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
                 break
     out = []
     for login, s in agg.users.items():
-        f = score_account(login, s, guessed.pop(login, []), c, agg.hours)
+        f = score_account(login, s, guessed.pop(login, []), c, agg.hours, agg.geo)
         if f:
             out.append(f)
     for login, g in guessed.items():  # guessed, but sent nothing (yet)
-        f = score_account(login, SenderStats(), g, c, agg.hours)
+        f = score_account(login, SenderStats(), g, c, agg.hours, agg.geo)
         if f:
             out.append(f)
     return out

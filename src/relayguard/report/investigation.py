@@ -25,11 +25,19 @@ def render_investigation(inv: Investigation, console: Console) -> None:
     if inv.logins:
         tb = Table(title=f"Logins {'from each address' if inv.kind == 'user' else 'as each user'}",
                    title_justify="left")
-        for col in ("address" if inv.kind == "user" else "login", "logins", "first", "last", "names"):
+        for col in ("address" if inv.kind == "user" else "login", "logins", "first", "last", "names", "where"):
             tb.add_column(col)
         for key, lg in sorted(inv.logins.items(), key=lambda kv: kv[1].first or 0):
-            tb.add_row(escape(key), str(lg.count), short(lg.first), short(lg.last), escape(", ".join(sorted(lg.names))))
+            where = _where(inv.geo.get(key))
+            tb.add_row(escape(key), str(lg.count), short(lg.first), short(lg.last),
+                       escape(", ".join(sorted(lg.names))), escape(where))
         console.print(tb)
+        if inv.geo_spread and inv.kind == "user":
+            sp = inv.geo_spread
+            console.print(Text(f"Logins from {len(sp['countries'])} countries / {len(sp['networks'])} networks: "
+                               + ", ".join(f"{c} ({n})" for c, n in sp["countries"].items()), style="bold"))
+    elif inv.kind == "ip" and inv.geo.get(inv.subject):
+        console.print(Text(f"{inv.subject}: {_where(inv.geo[inv.subject]) or 'unknown'}", style="bold"))
     if inv.failures:
         tb = Table(title=f"Authentication failures ({sum(inv.failures.values())}, "
                    f"{short(inv.failure_first)} → {short(inv.failure_last)})", title_justify="left")
@@ -74,3 +82,12 @@ def render_investigation(inv: Investigation, console: Console) -> None:
                            style="bold" if q["messages"] else "dim"))
     for note in inv.notes:
         console.print(Text(note, style="dim"))
+
+
+def _where(g: dict[str, object] | None) -> str:
+    if not g:
+        return ""
+    parts = [str(g["country"])] if g.get("country") else []
+    if g.get("asn") is not None:
+        parts.append(f"AS{g['asn']}" + (f" {g['org']}" if g.get("org") else ""))
+    return ", ".join(parts)
