@@ -140,8 +140,11 @@ class Store:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 # The audit trail names people and addresses: not world-readable.
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                os.close(fd)
+                # Create it only when missing: opening and closing a file this process already
+                # has open through SQLite would drop SQLite's POSIX locks on it (fcntl semantics).
+                if not self.path.exists():
+                    with contextlib.suppress(FileExistsError):
+                        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA busy_timeout = 30000")
