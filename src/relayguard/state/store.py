@@ -112,8 +112,8 @@ def resolve_path(cli_path: str | None = None, cfg: dict[str, Any] | None = None)
     if env:
         return Path(env)
     section = (cfg or {}).get("state") or {}
-    if section.get("url"):
-        raise StateError("[state] url (Redis) is not supported yet: set [state] path instead")
+    # With [state] url (a fleet's Redis), bans, locks and counters are shared there; the audit
+    # trail and checkpoints stay in this machine's database, at [state] path.
     return Path(section.get("path") or DEFAULT_PATH)
 
 

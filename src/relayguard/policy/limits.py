@@ -1,0 +1,477 @@
+"""Policy decisions: bans, account locks, allowlists and rate limits, for one request at a time.
+
+`PolicySettings.from_config(cfg)` reads `[policy]` (and its `[[policy.limits]]`), raising
+`PolicyConfigError` with a message for the user. `Policy.plan(request)` decides what it can at
+once (a banned client, a locked account, nothing to count) and otherwise lists the counter
+checks; the server runs them against the counter store (in memory: immediately; Redis: one
+round trip) and `Policy.conclude(plan, outcome)` turns the result into the answer.
+
+Where things are counted (Postfix sends one request per stage that has check_policy_service):
+- RCPT: every `max_recipients` limit counts the recipient (need 1, add 1); every
+  `max_messages` limit only looks (is there room for one more message?) so a client over its
+  message limit is refused at the first RCPT, before it sends any data.
+- DATA: the same look at the message limits (no recipient is counted again).
+- END-OF-MESSAGE: every `max_messages` limit counts the message. Recipients that were not
+  counted at RCPT (the policy service only in smtpd_end_of_data_restrictions) are counted here
+  from `recipient_count`, so a recipient is counted once wherever the service is configured.
+Other stages (CONNECT, HELO, MAIL, VRFY, ETRN) only see bans and locks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..state.counters import Check, Outcome, bucket_count, bucket_width, counter_name
+from ..state.shared import Ban, Lock, SharedState
+from .protocol import DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_REQUEST, answer, clean_text, decode
+
+log = logging.getLogger("relayguard.policy")
+
+KEYS = ("sasl_username", "client_address", "sender", "sender_domain")
+#: access(5) actions a limit may take. DUNNO is "shadow mode": the hit is logged, nothing else.
+ACTIONS = ("DEFER_IF_PERMIT", "DEFER", "HOLD", "REJECT", "DUNNO")
+#: Actions that refuse the request (and so stop the request from being counted).
+BLOCKING = frozenset({"DEFER_IF_PERMIT", "DEFER", "REJECT"})
+#: When several limits are exceeded at once, the strongest answer wins.
+_STRENGTH = {"DUNNO": 0, "HOLD": 1, "DEFER_IF_PERMIT": 2, "DEFER": 3, "REJECT": 4}
+LIMIT_KEYS = frozenset({"key", "max_messages", "max_recipients", "window", "action", "message",
+                        "name"})
+
+DEFAULT_MESSAGE = "Rate limit exceeded, try again later"
+DEFAULT_BAN_MESSAGE = "Access denied: this client address is blocked; contact the postmaster"
+DEFAULT_LOCK_MESSAGE = "This account is locked by the administrator; contact the postmaster"
+DEFAULT_FAIL_MESSAGE = "Policy service temporarily unavailable, try again later"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
+_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+DUNNO = answer("DUNNO")
+
+
+class PolicyConfigError(ValueError):
+    """The `[policy]` configuration is invalid; the message names the setting."""
+
+
+def parse_seconds(value: Any, where: str) -> float:
+    """`90`, `"90s"`, `"10m"`, `"1h"`, `"1d"`, `"250ms"` -> seconds."""
+    if isinstance(value, bool):
+        raise PolicyConfigError(f"{where}: expected a duration such as \"1m\", got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise PolicyConfigError(f"{where}: bad duration {value!r} (use e.g. 90s, 10m, 1h, 1d)")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise PolicyConfigError(f"{where}: must be more than zero")
+    return seconds
+
+
+def format_window(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One `[[policy.limits]]` table."""
+
+    key: str
+    window: int                      # seconds
+    action: str
+    message: str
+    max_messages: int | None = None
+    max_recipients: int | None = None
+    name: str = ""
+
+    @property
+    def blocking(self) -> bool:
+        return self.action in BLOCKING
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_messages is not None:
+            parts.append(f"{self.max_messages} messages")
+        if self.max_recipients is not None:
+            parts.append(f"{self.max_recipients} recipients")
+        return f"{self.key}: {' and '.join(parts)} per {format_window(self.window)} -> {self.action}"
+
+    def rules(self) -> list[tuple[str, int]]:
+        """(metric, maximum) pairs: a table may limit messages and recipients at once."""
+        out = []
+        if self.max_messages is not None:
+            out.append(("messages", self.max_messages))
+        if self.max_recipients is not None:
+            out.append(("recipients", self.max_recipients))
+        return out
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], index: int) -> Limit:
+        where = f"[[policy.limits]] #{index + 1}"
+        if not isinstance(table, Mapping):
+            raise PolicyConfigError(f"{where}: expected a table")
+        unknown = sorted(set(table) - LIMIT_KEYS)
+        if unknown:
+            raise PolicyConfigError(f"{where}: unknown setting {unknown[0]!r} "
+                                    f"(known: {', '.join(sorted(LIMIT_KEYS))})")
+        key = table.get("key")
+        if key not in KEYS:
+            raise PolicyConfigError(f"{where}: key must be one of {', '.join(KEYS)}, got {key!r}")
+        maxima: dict[str, int | None] = {}
+        for name in ("max_messages", "max_recipients"):
+            v = table.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise PolicyConfigError(f"{where}: {name} must be a whole number ≥ 0, got {v!r}")
+            maxima[name] = v
+        if maxima["max_messages"] is None and maxima["max_recipients"] is None:
+            raise PolicyConfigError(f"{where}: set max_messages and/or max_recipients")
+        if "window" not in table:
+            raise PolicyConfigError(f"{where}: window is required (e.g. \"1m\", \"1h\", \"1d\")")
+        seconds = parse_seconds(table["window"], f"{where} window")
+        if seconds != int(seconds) or seconds < 1:
+            raise PolicyConfigError(f"{where}: window must be whole seconds, at least 1s")
+        action = str(table.get("action", "DEFER_IF_PERMIT")).upper()
+        if action not in ACTIONS:
+            raise PolicyConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}, "
+                                    f"got {table.get('action')!r}")
+        message = table.get("message", DEFAULT_MESSAGE)
+        if not isinstance(message, str):
+            raise PolicyConfigError(f"{where}: message must be text")
+        name = table.get("name", "")
+        if not isinstance(name, str):
+            raise PolicyConfigError(f"{where}: name must be text")
+        return cls(key=key, window=int(seconds), action=action, message=clean_text(message),
+                   max_messages=maxima["max_messages"], max_recipients=maxima["max_recipients"],
+                   name=name)
+
+
+def _networks(values: Any, where: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list):
+        raise PolicyConfigError(f"{where}: expected a list of addresses or networks")
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(str(v).strip(), strict=False))
+        except ValueError:
+            raise PolicyConfigError(f"{where}: {v!r} is not an address or network") from None
+    return out
+
+
+@dataclass
+class PolicySettings:
+    """Everything `[policy]` says, validated."""
+
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:10031"])
+    fail_closed: bool = False
+    limits: list[Limit] = field(default_factory=list)
+    allow_users: frozenset[str] = frozenset()
+    allow_clients: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    enforce_bans: bool = True
+    enforce_locks: bool = True
+    ban_message: str = DEFAULT_BAN_MESSAGE
+    lock_message: str = DEFAULT_LOCK_MESSAGE
+    fail_message: str = DEFAULT_FAIL_MESSAGE
+    idle_timeout: float = 600.0
+    max_request_size: int = DEFAULT_MAX_REQUEST
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+    max_connections: int = 4096
+    state_timeout: float = 0.25
+    flush_interval: float = 5.0
+    refresh_interval: float = 2.0
+    unix_mode: int = 0o666
+    near_ratio: float = 0.8
+
+    @property
+    def max_window(self) -> int:
+        return max((lim.window for lim in self.limits), default=86400)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> PolicySettings:
+        section = dict((cfg or {}).get("policy") or {})
+        s = cls()
+        known = {"listen", "fail_closed", "limits", "allow_users", "allow_clients",
+                 "enforce_bans", "enforce_locks", "ban_message", "lock_message", "fail_message",
+                 "idle_timeout", "max_request_size", "max_attributes", "max_connections",
+                 "state_timeout", "flush_interval", "refresh_interval", "unix_mode", "near_ratio"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise PolicyConfigError(f"unknown setting policy.{unknown[0]}")
+        listen = section.get("listen", s.listen)
+        s.listen = [listen] if isinstance(listen, str) else [str(x) for x in listen]
+        for flag in ("fail_closed", "enforce_bans", "enforce_locks"):
+            if flag in section:
+                if not isinstance(section[flag], bool):
+                    raise PolicyConfigError(f"policy.{flag} must be true or false")
+                setattr(s, flag, section[flag])
+        limits = section.get("limits", [])
+        if not isinstance(limits, list):
+            raise PolicyConfigError("policy.limits must be an array of tables ([[policy.limits]])")
+        s.limits = [Limit.from_table(t, i) for i, t in enumerate(limits)]
+        users = section.get("allow_users", [])
+        if isinstance(users, str):
+            users = [users]
+        s.allow_users = frozenset(str(u) for u in users)
+        s.allow_clients = _networks(section.get("allow_clients", []), "policy.allow_clients")
+        for text in ("ban_message", "lock_message", "fail_message"):
+            if text in section:
+                setattr(s, text, clean_text(str(section[text])))
+        for dur in ("idle_timeout", "state_timeout", "flush_interval", "refresh_interval"):
+            if dur in section:
+                setattr(s, dur, parse_seconds(section[dur], f"policy.{dur}"))
+        for num in ("max_request_size", "max_attributes", "max_connections"):
+            if num in section:
+                v = section[num]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise PolicyConfigError(f"policy.{num} must be a whole number ≥ 1")
+                setattr(s, num, v)
+        if "unix_mode" in section:
+            try:
+                s.unix_mode = int(str(section["unix_mode"]), 8)
+            except ValueError:
+                raise PolicyConfigError("policy.unix_mode must be octal text such as \"0660\"") from None
+        if "near_ratio" in section:
+            v = section["near_ratio"]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+                raise PolicyConfigError("policy.near_ratio must be a number in (0, 1]")
+            s.near_ratio = float(v)
+        return s
+
+
+class StateView:
+    """An in-memory snapshot of the shared bans and locks, for lookups without I/O.
+
+    The server reloads it every `refresh_interval` from `SharedState` in a background thread
+    and swaps it in whole; expiry is still checked at every lookup.
+    """
+
+    def __init__(self, bans: Iterable[Ban] = (), locks: Iterable[Lock] = (),
+                 loaded: float | None = None) -> None:
+        self.addresses: dict[str, Ban] = {}
+        self.networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Ban]] = []
+        for b in bans:
+            if "/" in b.network:
+                try:
+                    self.networks.append((ipaddress.ip_network(b.network, strict=False), b))
+                except ValueError:
+                    continue
+            else:
+                self.addresses[b.network] = b
+        self.locks: dict[str, Lock] = {lk.user: lk for lk in locks}
+        self.loaded = time.time() if loaded is None else loaded
+        self._net_cache: dict[str, Ban | None] = {}
+
+    @classmethod
+    def load(cls, shared: SharedState) -> StateView:
+        now = time.time()
+        return cls(shared.bans(now), shared.locks(now), now)
+
+    def banned(self, ip: str, now: float) -> Ban | None:
+        ban = self.addresses.get(ip)
+        if ban is not None and ban.active(now):
+            return ban
+        if not self.networks:
+            return None
+        cache = self._net_cache
+        if ip in cache:
+            ban = cache[ip]
+        else:
+            ban = None
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                addr = None
+            if addr is not None:
+                for net, b in self.networks:
+                    if addr.version == net.version and addr in net:
+                        ban = b
+                        break
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[ip] = ban
+        return ban if ban is not None and ban.active(now) else None
+
+    def locked(self, user: str, now: float) -> Lock | None:
+        lock = self.locks.get(user)
+        return lock if lock is not None and lock.active(now) else None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What `Policy.plan` found: a final answer, or checks to run and how to conclude."""
+
+    answer: bytes | None
+    checks: list[Check] = field(default_factory=list)
+    # For each check: (limit, metric, key value), to explain the decision.
+    why: list[tuple[Limit, str, str]] = field(default_factory=list)
+    rcpt_key: str = ""  # at RCPT: the message (instance|client) whose recipient this is
+
+
+class Policy:
+    """The decision logic; owns no I/O. One per server, used from the event loop only."""
+
+    def __init__(self, settings: PolicySettings, view: StateView | None = None) -> None:
+        self.settings = settings
+        self.view = view or StateView()
+        self.fail_answer = (answer("DEFER_IF_PERMIT", settings.fail_message)
+                            if settings.fail_closed else DUNNO)
+        self._ban_answer = answer("REJECT", settings.ban_message)
+        self._lock_answer = answer("REJECT", settings.lock_message)
+        self._answers: dict[tuple[str, str], bytes] = {}
+        self._allow_cache: dict[str, bool] = {}
+        # Recipients already counted at RCPT per message (instance + client), so END-OF-MESSAGE
+        # counts only the rest. Bounded: aborted sessions never reach END-OF-MESSAGE.
+        self._rcpt_seen: dict[str, int] = {}
+        # One row per (limit, metric), everything a request needs precomputed:
+        # (key, limit, counts messages?, maximum, counter-name suffix, sub-bucket width, buckets)
+        self._rules: list[tuple[str, Limit, bool, int, str, int, int]] = []
+        for lim in settings.limits:
+            for metric, maximum in lim.rules():
+                suffix = counter_name("", "", metric, lim.window)[1:]  # "|messages|60"
+                self._rules.append((lim.key, lim, metric == "messages", maximum, suffix,
+                                    bucket_width(lim.window), bucket_count(lim.window)))
+        self._need_sender = any(lim.key in ("sender", "sender_domain") for lim in settings.limits)
+        self._log_gate: dict[str, float] = {}
+        self.suppressed = 0
+
+    # ------------------------------------------------------------------ decisions
+    def plan(self, req: Mapping[bytes, bytes], now: float) -> Plan:
+        if req.get(b"request") != b"smtpd_access_policy":
+            return Plan(DUNNO)
+        s = self.settings
+        client = decode(req.get(b"client_address"))
+        user = decode(req.get(b"sasl_username"))
+        if client and s.enforce_bans:
+            ban = self.view.banned(client, now)
+            if ban is not None:
+                self._note(f"ban:{client}", now, "REJECT client_address=%s: banned (%s)",
+                           client, _safe(ban.reason or "no reason given"))
+                return Plan(self._ban_answer)
+        if user and s.enforce_locks:
+            lock = self.view.locked(user, now)
+            if lock is not None:
+                self._note(f"lock:{user}", now, "REJECT sasl_username=%s: locked (%s)",
+                           _safe(user), _safe(lock.reason or "no reason given"))
+                return Plan(self._lock_answer)
+        if not self._rules:
+            return Plan(DUNNO)
+        state = req.get(b"protocol_state", b"").upper()
+        if state == b"RCPT":
+            stage = 0
+        elif state == b"END-OF-MESSAGE":
+            stage = 2
+        elif state == b"DATA":
+            stage = 1
+        else:
+            return Plan(DUNNO)
+        if (user and user in s.allow_users) or (client and self._allowed(client)):
+            return Plan(DUNNO)
+        values = {"sasl_username": user, "client_address": client}
+        if self._need_sender:
+            sender = decode(req.get(b"sender")).lower()
+            values["sender"] = sender
+            values["sender_domain"] = sender.rpartition("@")[2] if "@" in sender else ""
+        extra_rcpts = 0
+        msg_key = decode(req.get(b"instance")) + "|" + client
+        if stage == 2:
+            try:
+                count = int(req.get(b"recipient_count") or b"0")
+            except ValueError:
+                count = 0
+            extra_rcpts = max(0, count - self._rcpt_seen.pop(msg_key, 0))
+        plan = Plan(None)
+        checks = plan.checks
+        why = plan.why
+        for key, lim, is_messages, maximum, suffix, width, nb in self._rules:
+            value = values[key]
+            if not value:
+                continue
+            if is_messages:
+                need, add = 1, (1 if stage == 2 else 0)
+            elif stage == 0:
+                need = add = 1
+            elif stage == 2 and extra_rcpts:
+                need = add = extra_rcpts
+            else:
+                continue
+            checks.append(Check(key + ":" + value + suffix, lim.window, maximum, need, add,
+                                lim.blocking, width, nb))
+            why.append((lim, "messages" if is_messages else "recipients", value))
+        if not checks:
+            return Plan(DUNNO)
+        if stage == 0:
+            plan.rcpt_key = msg_key  # remembered by conclude() if the recipient is allowed
+        return plan
+
+    def conclude(self, plan: Plan, outcome: Outcome, now: float | None = None) -> bytes:
+        """The answer once the counter store has run `plan.checks`."""
+        strongest: tuple[Limit, str, str, int] | None = None
+        for check, (lim, metric, value), usage in zip(plan.checks, plan.why, outcome.usages,
+                                                       strict=True):
+            if check.need and usage + check.need > check.limit:
+                now = time.time() if now is None else now
+                self._note(f"{check.counter}", now,
+                           "%s %s=%s: %d %s in %s, limit %d (%s)",
+                           "shadow (log only):" if lim.action == "DUNNO" else lim.action,
+                           lim.key, _safe(value), usage + check.need, metric,
+                           format_window(lim.window), check.limit, lim.name or lim.describe())
+                if strongest is None or _STRENGTH[lim.action] > _STRENGTH[strongest[0].action]:
+                    strongest = (lim, metric, value, usage)
+        if plan.rcpt_key and outcome.allowed:
+            # A recipient counted at RCPT: END-OF-MESSAGE must not count it again.
+            seen = self._rcpt_seen
+            seen[plan.rcpt_key] = seen.get(plan.rcpt_key, 0) + 1
+            if len(seen) > 100_000:
+                for k in list(seen)[:10_000]:  # oldest first (dicts keep insertion order)
+                    del seen[k]
+        if strongest is None or strongest[0].action == "DUNNO":
+            return DUNNO
+        lim = strongest[0]
+        key = (lim.action, lim.message)
+        ans = self._answers.get(key)
+        if ans is None:
+            ans = self._answers[key] = answer(lim.action, lim.message)
+        return ans
+
+    def _allowed(self, client: str) -> bool:
+        nets = self.settings.allow_clients
+        if not nets:
+            return False
+        hit = self._allow_cache.get(client)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(client)
+                hit = any(addr.version == n.version and addr in n for n in nets)
+            except ValueError:
+                hit = False
+            if len(self._allow_cache) > 100_000:
+                self._allow_cache.clear()
+            self._allow_cache[client] = hit
+        return hit
+
+    def _note(self, gate: str, now: float, fmt: str, *args: Any) -> None:
+        """Log a decision, at most once per 10 s per subject: a spam run must not flood the log."""
+        last = self._log_gate.get(gate)
+        if last is not None and now - last < 10:
+            self.suppressed += 1
+            return
+        if len(self._log_gate) > 50_000:
+            self._log_gate.clear()
+        self._log_gate[gate] = now
+        log.info(fmt, *args)
+
+
+def _safe(text: str, limit: int = 120) -> str:
+    """A value from the network, made safe for one log line."""
+    out = "".join(ch if ch.isprintable() else f"\\x{ord(ch) & 0xff:02x}" for ch in text[:limit])
+    return out + ("…" if len(text) > limit else "")
