@@ -153,8 +153,8 @@ def test_state_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(resolve_path(None, {"state": {"path": "/x/s.db"}})) == "/env/s.db"
     assert str(resolve_path("/cli/s.db", {})) == "/cli/s.db"
     monkeypatch.delenv("RELAYGUARD_STATE")
-    with pytest.raises(StateError, match="Redis"):
-        resolve_path(None, {"state": {"path": "", "url": "redis://x"}})
+    # A fleet shares bans and locks in Redis; the audit trail stays in the local database.
+    assert str(resolve_path(None, {"state": {"path": "/x/s.db", "url": "redis://x"}})) == "/x/s.db"
 
 
 def test_unwritable_state_is_a_clear_error(tmp_path: Path) -> None:
