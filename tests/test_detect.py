@@ -207,3 +207,23 @@ def test_queue_surge(tmp_path: Path) -> None:
     a = analyze([str(log.write(tmp_path / "mail.log"))], cfg, TRUSTED, 2026)
     surge = [f for f in a.findings if f.kind == "queue_surge"]
     assert surge and surge[0].evidence["peak"] == 260
+
+
+def test_same_queue_id_on_two_hosts_stays_two_messages(tmp_path: Path) -> None:
+    from relayguard.correlate import Correlator
+    from relayguard.parse import LineParser
+
+    lines = [
+        "Jun 21 08:00:00 mx1 postfix/smtpd[1]: 1A2B3C4D5E: client=unknown[203.0.113.1], sasl_method=LOGIN, sasl_username=a",
+        "Jun 21 08:00:01 mx2 postfix/smtpd[2]: 1A2B3C4D5E: client=unknown[203.0.113.2], sasl_method=LOGIN, sasl_username=b",
+        "Jun 21 08:00:02 mx1 postfix/qmgr[3]: 1A2B3C4D5E: from=<a@x.example>, size=1, nrcpt=1 (queue active)",
+        "Jun 21 08:00:03 mx2 postfix/qmgr[4]: 1A2B3C4D5E: from=<b@x.example>, size=1, nrcpt=1 (queue active)",
+        "Jun 21 08:00:04 mx1 postfix/qmgr[3]: 1A2B3C4D5E: removed",
+        "Jun 21 08:00:05 mx2 postfix/smtp[5]: 1A2B3C4D5E: to=<r@y.example>, relay=y[1.2.3.4]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (ok)",
+        "Jun 21 08:00:06 mx2 postfix/qmgr[4]: 1A2B3C4D5E: removed",
+    ]
+    p, c = LineParser(year=2026), Correlator()
+    done = [m for m in (c.feed(e) for e in map(p.parse, lines) if e) if m is not None]
+    assert [(m.host, m.sasl_username, m.sender, len(m.recipients)) for m in done] == [
+        ("mx1", "a", "a@x.example", 0), ("mx2", "b", "b@x.example", 1)]
+    assert c.open == {}

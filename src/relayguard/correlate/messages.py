@@ -76,7 +76,8 @@ class Correlator:
 
     def __init__(self, max_idle: float = 7 * 86400,
                  admit: Callable[[Event], bool] | None = None) -> None:
-        self.open: dict[tuple[str, str, str], Message] = {}
+        self.open: dict[str, Message] = {}
+        self.composite = 0  # messages under a host+instance+ID key (an ID seen on two hosts)
         # `admit`: only events it accepts open a record (e.g. the `client=` line of one account,
         # for `show`); later lines of other messages then cost one dictionary miss each.
         self.admit = admit
@@ -89,14 +90,24 @@ class Correlator:
         qid = ev.queue_id
         if qid is None:
             return None
-        key = (ev.host, ev.instance, qid)
+        # Keyed by the queue ID alone (the common case: one host, one instance); a message of
+        # another host or instance with the same ID gets a composite key instead.
+        key = qid
         msg = self.open.get(key)
+        if (msg is not None and (msg.host != ev.host or msg.instance != ev.instance)) or \
+                (msg is None and self.composite):
+            composite = f"{ev.host}\0{ev.instance}\0{qid}"
+            if msg is not None or composite in self.open:
+                key = composite
+                msg = self.open.get(key)
         kind = ev.event
         if msg is None:
             if kind in (REMOVED, OTHER) or (self.admit is not None and not self.admit(ev)):
                 return None
-            msg = Message(key[0], key[1], qid, ev.ts)
+            msg = Message(ev.host, ev.instance, qid, ev.ts)
             self.open[key] = msg
+            if key is not qid:
+                self.composite += 1
             n = len(self.open)
             if n > self.peak_open:
                 self.peak_open = n
@@ -126,6 +137,8 @@ class Correlator:
         elif kind == REMOVED:
             msg.removed = True
             del self.open[key]
+            if key is not qid:
+                self.composite -= 1
             return msg
         elif kind == PICKUP:
             msg.uid = f.get("uid")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .event import BOUNCE_NOTICE, CONNECT, DISCONNECT, LOST_CONNECTION, OTHER, Event, iso
+from .event import (
+    BOUNCE_NOTICE,
+    CONNECT,
+    DISCONNECT,
+    LOST_CONNECTION,
+    MESSAGE_ID,
+    OTHER,
+    Event,
+    iso,
+)
 from .postfix import POSTFIX_SERVICES, parse_firewall, parse_postfix
 from .syslog import Clock, read_header
 
@@ -117,7 +126,8 @@ class LineParser:
         service, kind, instance = info
         if kind == 1:
             ev, qid, fields = parse_postfix(message)
-            if self.lean and ev in LEAN_SKIP:
+            # Lean: drop what no detector reads; of Message-IDs only their absence matters.
+            if self.lean and (ev in LEAN_SKIP or (ev == MESSAGE_ID and fields.get("message_id"))):
                 self.skipped += 1
                 return None
         elif kind == 2:
