@@ -9,6 +9,7 @@ from ..aggregate import Aggregates
 from .finding import Finding, burst, clamp, cmd, top
 
 INFERRED_MIN_DOMAINS = 3  # relayed to this many outside domains: Postfix trusted it
+MIN_LOOK = 3
 
 
 def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
@@ -16,6 +17,8 @@ def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:
     hours = agg.hours
     out = []
     for ip, s in agg.clients.items():
+        if s.messages < MIN_LOOK:
+            continue  # a message or two from a host proves nothing (and inbound clients are many)
         trusted = agg.is_trusted(ip)
         if not trusted and len(s.outbound_domains) < INFERRED_MIN_DOMAINS:
             continue  # ordinary inbound mail from the internet

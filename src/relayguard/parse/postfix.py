@@ -33,13 +33,14 @@ from .event import (
 QUEUE_ID = re.compile(r"(?:[0-9A-F]{5,12}|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,20})\Z")
 
 
-HEX_UPPER = "0123456789ABCDEF"
 
 
 def _queue_id_shape(token: str) -> bool:
     """For an alphanumeric token: short IDs are upper-case hex; long IDs carry the `z` that
     separates their time and inode parts. Plain words (`warning`, `statistics`) fail."""
-    if len(token) <= 12 and not token.strip(HEX_UPPER):
+    if len(token) <= 12 and (token.isupper() or token.isdigit()):
+        # Postfix writes no upper-case word before ": " (NOQUEUE is handled before): checking
+        # for A-F only would cost more than the whole rest of this test.
         return True
     return "z" in token and len(token) >= 12 and not token.islower() and QUEUE_ID.match(token) is not None
 
