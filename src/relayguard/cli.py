@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +25,6 @@ from .pipeline import run
 from .sources import InputError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def fail(message: str) -> NoReturn:
@@ -37,10 +34,10 @@ def fail(message: str) -> NoReturn:
 
 
 def parse_duration(text: str) -> float:
-    m = DURATION.match(text.strip())
-    if not m:
+    """`90s`, `10m`, `2h`, `1d` → seconds (a unit is required on the command line)."""
+    if text.strip()[-1:].isdigit():
         raise ValueError(f"bad duration {text!r} (use e.g. 90s, 10m, 2h, 1d)")
-    return float(m.group(1)) * UNITS[m.group(2)]
+    return config_mod.duration(text)
 
 
 def parse_when(text: str | None) -> float | None:

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 SYSTEM_CONFIG = Path("/etc/relayguard/relayguard.toml")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
+_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: Any) -> float:
+    """Seconds from a setting or an option: a number of seconds, or "250ms", "90s", "20m", "2h",
+    "1d", "1w". ValueError (with a message for the user) when it is not one."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r} (use e.g. 90s, 20m, 2h, 1d)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"bad duration {value!r} (use e.g. 90s, 20m, 2h, 1d)")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 0:
+        raise ValueError(f"bad duration {value!r}: negative")
+    return seconds
 
 
 class ConfigError(Exception):

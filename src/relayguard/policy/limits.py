@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import duration
 from ..state.counters import Check, Outcome, bucket_count, bucket_width, counter_name
 from ..state.shared import Ban, Lock, SharedState
 from .protocol import DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_REQUEST, answer, clean_text, decode
@@ -48,8 +48,6 @@ DEFAULT_BAN_MESSAGE = "Access denied: this client address is blocked; contact th
 DEFAULT_LOCK_MESSAGE = "This account is locked by the administrator; contact the postmaster"
 DEFAULT_FAIL_MESSAGE = "Policy service temporarily unavailable, try again later"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
-_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 DUNNO = answer("DUNNO")
 
@@ -60,15 +58,10 @@ class PolicyConfigError(ValueError):
 
 def parse_seconds(value: Any, where: str) -> float:
     """`90`, `"90s"`, `"10m"`, `"1h"`, `"1d"`, `"250ms"` -> seconds."""
-    if isinstance(value, bool):
-        raise PolicyConfigError(f"{where}: expected a duration such as \"1m\", got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise PolicyConfigError(f"{where}: bad duration {value!r} (use e.g. 90s, 10m, 1h, 1d)")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        seconds = duration(value)
+    except ValueError as exc:
+        raise PolicyConfigError(f"{where}: {exc}") from None
     if seconds <= 0:
         raise PolicyConfigError(f"{where}: must be more than zero")
     return seconds

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import duration as config_duration
+from ..queue.tools import find_tool
+
 log = logging.getLogger("relayguard.respond")
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 OUTPUT_LIMIT = 4000  # bytes of a command's output kept for the log and the audit trail
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -41,18 +42,10 @@ class Refused(RespondError):
 
 def duration(value: Any, what: str) -> float:
     """Seconds from a config value: a number of seconds, or "90s", "20m", "2h", "1d"."""
-    if isinstance(value, bool):
-        raise RespondError(f"{what}: bad duration {value!r} (use e.g. 90s, 20m, 2h, 1d)")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = DURATION.match(str(value).strip())
-        if not m:
-            raise RespondError(f"{what}: bad duration {value!r} (use e.g. 90s, 20m, 2h, 1d)")
-        seconds = float(m.group(1)) * UNITS[m.group(2)]
-    if seconds < 0:
-        raise RespondError(f"{what}: bad duration {value!r}")
-    return seconds
+    try:
+        return config_duration(value)
+    except ValueError as exc:
+        raise RespondError(f"{what}: {exc}") from None
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -64,16 +57,7 @@ def one_line(text: str, limit: int = 200) -> str:
 
 def find_program(name: str) -> str | None:
     """PATH first, then the sbin directories (often not on a service's or a user's PATH)."""
-    import shutil
-
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in SBIN_DIRS:
-        p = Path(d, name)
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    return None
+    return find_tool(name)
 
 
 # ------------------------------------------------------------------------- argv templates

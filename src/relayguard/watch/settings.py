@@ -3,12 +3,10 @@ default.toml; the fallbacks here only matter for a configuration built by hand).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)$")
-UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from ..config import duration
 
 
 class SettingsError(ValueError):
@@ -17,18 +15,10 @@ class SettingsError(ValueError):
 
 def seconds(value: Any, what: str) -> float:
     """A duration: a number of seconds, or "0.2s", "90s", "10m", "2h", "1d"."""
-    if isinstance(value, bool):
-        raise SettingsError(f"{what}: bad duration {value!r} (use e.g. 0.2s, 90s, 10m, 2h)")
-    if isinstance(value, int | float):
-        out = float(value)
-    else:
-        m = DURATION.match(str(value).strip())
-        if not m:
-            raise SettingsError(f"{what}: bad duration {value!r} (use e.g. 0.2s, 90s, 10m, 2h)")
-        out = float(m.group(1)) * UNITS[m.group(2)]
-    if out < 0:
-        raise SettingsError(f"{what}: bad duration {value!r}")
-    return out
+    try:
+        return duration(value)
+    except ValueError as exc:
+        raise SettingsError(f"{what}: {exc}") from None
 
 
 @dataclass
