@@ -102,9 +102,17 @@ def relayguard_findings(path: Path, labels: dict) -> dict:
     sev = {(f["kind"], f["subject"]): f.get("severity", "?") for f in findings}
     high = {k for k, v in sev.items() if v in ("high", "critical")}
     benign = {(b["kind"], b["subject"]) for b in labels.get("benign", [])}
+    # A username attacked from many addresses is reported under top.targeted_users, not as a
+    # finding (a finding's subject is the attacking address).
+    targeted = {t["username"] for t in data.get("top", {}).get("targeted_users", [])}
+
+    def found(c: dict) -> str:
+        if c.get("distributed"):
+            return "listed as targeted user" if c["subject"] in targeted else "missed"
+        return sev.get((c["kind"], c["subject"]), "missed")
+
     return {
-        "culprits": {f"{c['kind']}:{c['subject']}": sev.get((c["kind"], c["subject"]), "missed")
-                     for c in labels["culprits"]},
+        "culprits": {f"{c['kind']}:{c['subject']}": found(c) for c in labels["culprits"]},
         "benign_flagged_high": sorted(f"{k}:{s}" for k, s in high & benign),
         "findings": len(findings),
     }
