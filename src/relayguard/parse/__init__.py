@@ -90,8 +90,9 @@ class LineParser:
             info = self._info(name)
             kind = info[1]
             mstart = colon + 2
-            if self.lean and (kind == 0 or (kind == 1 and (line.startswith("connect from ", mstart)
-                                                          or line.startswith("disconnect from ", mstart)))):
+            if self.lean and (kind == 0 or (kind == 1 and (
+                    line[mstart:mstart + 13] == "connect from "
+                    or line[mstart:mstart + 16] == "disconnect from "))):
                 self.skipped += 1
                 return None
             pid = line[b + 1:colon - 1] if b > 0 and not self.lean else None
