@@ -63,6 +63,21 @@ class LogBuilder:
         self.line(svc, f"disconnect from {name}[{ip}] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
         return qid
 
+    def local_message(self, uid: int, sender: str, rcpts: list[str], status: str = "sent") -> str:
+        """A message submitted with sendmail on the server itself (pickup), as a web form would."""
+        qid = f"{next(self._qid):X}"
+        self.line("postfix/pickup", f"{qid}: uid={uid} from=<{sender}>")
+        self.line("postfix/cleanup", f"{qid}: message-id=<{qid}@mail.ourdomain.example>")
+        self.line("postfix/qmgr", f"{qid}: from=<{sender}>, size=1800, nrcpt={len(rcpts)} (queue active)")
+        for r in rcpts:
+            domain = r.split("@")[1]
+            self.line("postfix/smtp", f"{qid}: to=<{r}>, relay=mx.{domain}[198.51.100.8]:25, delay=0.9, "
+                      f"delays=0.1/0/0.4/0.4, dsn={'2.0.0' if status == 'sent' else '4.7.1'}, status={status} "
+                      f"({'250 ok' if status == 'sent' else 'host said: 451 4.7.1 try later'})")
+        if status == "sent":
+            self.line("postfix/qmgr", f"{qid}: removed")
+        return qid
+
     def firewall(self, src: str, dst: str, dpt: int = 25) -> None:
         self.lines.append(f"{self._stamp()} gw kernel: IN=eth1 OUT=eth0 SRC={src} DST={dst} LEN=60 "
                           f"TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT={dpt} WINDOW=29200 RES=0x00 SYN URGP=0")

@@ -227,3 +227,28 @@ def test_same_queue_id_on_two_hosts_stays_two_messages(tmp_path: Path) -> None:
     assert [(m.host, m.sasl_username, m.sender, len(m.recipients)) for m in done] == [
         ("mx1", "a", "a@x.example", 0), ("mx2", "b", "b@x.example", 1)]
     assert c.open == {}
+
+
+def test_hacked_web_form_submitting_through_sendmail(tmp_path: Path) -> None:
+    log = LogBuilder()
+    baseline(log, hours=6)
+    for _ in range(5):  # the site's contact form on a normal day
+        log.local_message(33, "www-data@mail.ourdomain.example", ["contact@ourdomain.example"])
+        log.advance(1800)
+    for i in range(150):  # then a burst of spam through the same uid
+        log.local_message(33, f"promo{i % 20}@shop{i % 7}.example", [f"v{i}@t{i % 40}.example"],
+                          status="deferred" if i % 2 else "sent")
+        log.advance(10)
+    a = run(tmp_path, log)
+    f = findings(a, "local_submission")["uid 33"]
+    assert f.severity in ("high", "critical")
+    assert f.evidence["messages"] == 155 and f.evidence["uid"] == "33"
+    assert "authorized_submit_users" in " ".join(f.advice)
+
+
+def test_contact_form_alone_is_not_flagged(tmp_path: Path) -> None:
+    log = LogBuilder()
+    for _ in range(30):
+        log.local_message(33, "www-data@mail.ourdomain.example", ["contact@ourdomain.example"])
+        log.advance(1800)
+    assert "local_submission" not in {f.kind for f in run(tmp_path, log).findings}

@@ -10,13 +10,14 @@ from . import (
     blocklisted,
     compromised_account,
     direct_smtp,
+    local_submission,
     queue_surge,
     trusted_host_relay,
 )
 from .finding import REPORT_MIN_SCORE, SEVERITIES, Finding
 
-DETECTORS = (compromised_account, trusted_host_relay, auth_bruteforce, direct_smtp,
-             blocklisted, queue_surge)
+DETECTORS = (compromised_account, trusted_host_relay, local_submission, auth_bruteforce,
+             direct_smtp, blocklisted, queue_surge)
 KINDS = tuple(m.__name__.rsplit(".", 1)[1] for m in DETECTORS)
 
 __all__ = ["DETECTORS", "KINDS", "SEVERITIES", "Finding", "run"]
