@@ -1,5 +1,5 @@
 """The batch pipeline: sources → parse → correlate → aggregate → detect. `relayguard analyze`
-is a thin layer over `analyze()`; `watch` will reuse the same stages on a sliding window."""
+is a thin layer over `analyze()`; `watch` runs the same stages on a sliding window."""
 
 from __future__ import annotations
 
