@@ -1,5 +1,5 @@
-"""The state database (SQLite): the audit trail today; bans, account locks and rate counters
-later. One `Store` object per process; the schema is versioned with `PRAGMA user_version` and
+"""The state database (SQLite): the audit trail, follow checkpoints, current findings, and —
+on one machine — bans, account locks and rate counters. One `Store` object per process; the schema is versioned with `PRAGMA user_version` and
 migrated forward on open, so later features add a migration instead of touching old ones.
 
 Path: `--state PATH`, else `$RELAYGUARD_STATE`, else `[state] path` of the configuration, else
