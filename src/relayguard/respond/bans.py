@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ..state.shared import Ban, SharedState, SqliteShared, normalise_network, open_shared
 from ..state.store import StateError, Store, resolve_path
@@ -468,7 +468,39 @@ def audit_store(shared: SharedState, cfg: dict[str, Any] | None,
 
 # --------------------------------------------------------------------------- Banner
 
-class Banner:
+class StateHolder:
+    """What Banner and Locker share: the shared state plus the local audit trail, opened from
+    the configuration and closed once (the store only if it is not the shared one's)."""
+
+    shared: SharedState
+    store: Store | None
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None, state_path: str | None = None,
+                    config_dir: str | None = None) -> Self:
+        """Open the shared state and the audit trail named by the configuration."""
+        shared = open_shared(cfg, state_path)
+        try:
+            return cls(shared, cfg, store=audit_store(shared, cfg, state_path),  # type: ignore[call-arg]
+                       config_dir=config_dir)
+        except BaseException:
+            shared.close()
+            raise
+
+    def close(self) -> None:
+        store_is_shared = isinstance(self.shared, SqliteShared) and self.store is self.shared.store
+        self.shared.close()
+        if self.store is not None and not store_is_shared:
+            self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Banner(StateHolder):
     """Ban and unban addresses or networks: shared state + the configured backend + audit.
 
     Used by `relayguard ban`, `watch` (automatic responses) and the dashboard. Notes for people
@@ -487,30 +519,6 @@ class Banner:
         self.store = store if store is not None else (
             shared.store if isinstance(shared, SqliteShared) else None)
         self.warnings: list[str] = []
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None, state_path: str | None = None,
-                    config_dir: str | None = None) -> Banner:
-        """Open the shared state and the audit trail named by the configuration."""
-        shared = open_shared(cfg, state_path)
-        try:
-            return cls(shared, cfg, store=audit_store(shared, cfg, state_path),
-                       config_dir=config_dir)
-        except BaseException:
-            shared.close()
-            raise
-
-    def close(self) -> None:
-        store_is_shared = isinstance(self.shared, SqliteShared) and self.store is self.shared.store
-        self.shared.close()
-        if self.store is not None and not store_is_shared:
-            self.store.close()
-
-    def __enter__(self) -> Banner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- checks
     def allowed_by(self, network: str) -> str | None:

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..state.shared import Lock, SharedState, SqliteShared, open_shared
+from ..state.shared import Lock, SharedState, SqliteShared
 from ..state.store import StateError, Store
-from .bans import _argv_if_cli, _section, audit_store, postfix_config_dir
+from .bans import StateHolder, _argv_if_cli, _section, postfix_config_dir
 from .common import (
     CommandResult,
     Reloader,
@@ -177,7 +177,7 @@ class SaslAccessMap:
                     leftover.unlink()
 
 
-class Locker:
+class Locker(StateHolder):
     """Lock and unlock SASL logins: shared state + check_sasl_access map + hooks + audit.
 
     Notes for people from the last call are in `self.warnings`; the hooks' results in
@@ -207,29 +207,6 @@ class Locker:
         self.warnings: list[str] = []
         self.hook_results: list[CommandResult] = []
         self._realm: str | None = None
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None, state_path: str | None = None,
-                    config_dir: str | None = None) -> Locker:
-        shared = open_shared(cfg, state_path)
-        try:
-            return cls(shared, cfg, store=audit_store(shared, cfg, state_path),
-                       config_dir=config_dir)
-        except BaseException:
-            shared.close()
-            raise
-
-    def close(self) -> None:
-        store_is_shared = isinstance(self.shared, SqliteShared) and self.store is self.shared.store
-        self.shared.close()
-        if self.store is not None and not store_is_shared:
-            self.store.close()
-
-    def __enter__(self) -> Locker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- names
     def realm(self) -> str:
