@@ -46,10 +46,6 @@ def _queue_id_shape(token: str) -> bool:
     return "z" in token and len(token) >= 12 and not token.islower() and QUEUE_ID.match(token) is not None
 
 
-def is_queue_id(token: str) -> bool:
-    """Cheap checks first (this runs on every line): words like `warning` fail at once."""
-    return (5 <= len(token) <= 20 and token.isalnum() and not token.islower()
-            and QUEUE_ID.match(token) is not None)
 
 POSTFIX_SERVICES = frozenset(
     """smtpd smtp lmtp qmgr cleanup pickup local virtual pipe bounce defer trace error discard
