@@ -46,7 +46,6 @@ def _queue_id_shape(token: str) -> bool:
     return "z" in token and len(token) >= 12 and not token.islower() and QUEUE_ID.match(token) is not None
 
 
-
 POSTFIX_SERVICES = frozenset(
     """smtpd smtp lmtp qmgr cleanup pickup local virtual pipe bounce defer trace error discard
     postscreen dnsblog tlsproxy anvil scache tlsmgr trivial-rewrite rewrite showq postlogd verify
