@@ -42,8 +42,12 @@ def dashboard(tmp_path: Path):
                         "score": 95, "summary": f"Account {HOSTILE}: password guessed"})
     store.close()
     port = _free_port()
+    # Bans and locks live in the state only: the test must not write maps under /etc/postfix.
+    conf = tmp_path / "relayguard.toml"
+    conf.write_text('[bruteforce]\nban_backend = "state"\n[respond]\nsasl_access_map = ""\n')
     proc = subprocess.Popen([sys.executable, "-m", "relayguard", "serve", "--listen", f"127.0.0.1:{port}",
-                             "--token", TOKEN, "--state", str(db), "--config-dir", str(tmp_path / "nope")],
+                             "--token", TOKEN, "--state", str(db), "--config-dir", str(tmp_path / "nope"),
+                             "--config", str(conf)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 20
@@ -101,5 +105,27 @@ def test_unban_end_to_end_in_chromium(dashboard) -> None:
         assert [b.network for b in SqliteShared(store).bans()] == ["198.51.100.0/24"]
         entry = store.history(limit=1)[0]
         assert entry["action"] == "unban" and json.loads(json.dumps(entry["selector"]))["network"] == "91.200.12.7"
+    finally:
+        store.close()
+
+
+def test_unlock_with_csrf_over_http(dashboard) -> None:
+    import hashlib
+    import hmac
+    import urllib.parse
+
+    base, db = dashboard
+    csrf = hmac.new(TOKEN.encode(), b"relayguard-csrf", hashlib.sha256).hexdigest()
+    page = urllib.request.urlopen(urllib.request.Request(
+        f"{base}/unlock?user=admin", headers={"Authorization": f"Bearer {TOKEN}"}), timeout=5).read().decode()
+    assert "Unlock the account admin?" in page and csrf in page
+    body = urllib.parse.urlencode({"csrf": csrf, "user": "admin"}).encode()
+    resp = urllib.request.urlopen(urllib.request.Request(
+        f"{base}/unlock", data=body, headers={"Authorization": f"Bearer {TOKEN}"}), timeout=10)
+    assert "Unlocked admin" in resp.read().decode()  # the redirect target shows the outcome
+    store = Store(db)
+    try:
+        assert SqliteShared(store).locks() == []
+        assert store.history(limit=1)[0]["action"] == "unlock"
     finally:
         store.close()

@@ -104,48 +104,47 @@ class Dashboard:
         return self.page(request, "index.html", findings=findings, bans=bans, locks=locks,
                          queue=queue, queue_error=queue_error, history=history)
 
-    async def unban_confirm(self, request: Request) -> Response:
-        network = request.query_params.get("network", "")
-        return self.page(request, "confirm.html", title="Unban", action="/unban", csrf=self.csrf,
-                         question=f"Lift the ban on {network}? Its connections will be accepted again.",
-                         fields={"network": network}, button="Unban", sample=None)
+    def _confirm(self, request: Request, what: str, field: str, question: str) -> Response:
+        value = request.query_params.get(field, "")
+        return self.page(request, "confirm.html", title=what.capitalize(), action=f"/{what}",
+                         csrf=self.csrf, question=question.format(value), fields={field: value},
+                         button=what.capitalize(), sample=None)
 
-    async def unban(self, request: Request) -> Response:
-        data = await self.form(request)
-        if data is None:
-            return PlainTextResponse("bad or missing CSRF value", status_code=403)
-        try:
-            network = normalise_network(data.get("network", ""))
-        except ValueError:
-            return PlainTextResponse("not an address or network", status_code=400)
-        # Through the respond layer: it lifts the ban where it is enforced (nftables, Postfix
-        # map, fail2ban…) and writes the audit entry.
-        try:
-            with Banner.from_config(self.cfg, self.state_path, self.config_dir) as banner:
-                removed = banner.unban(network, source="dashboard")
-        except RespondError as exc:
-            return PlainTextResponse(f"unban failed: {exc}", status_code=500)
-        done = f"Unbanned {network}" if removed else f"{network} was not banned"
-        return RedirectResponse(f"/?done={done} (see recent actions)", status_code=303)
+    async def unban_confirm(self, request: Request) -> Response:
+        return self._confirm(request, "unban", "network",
+                             "Lift the ban on {}? Its connections will be accepted again.")
 
     async def unlock_confirm(self, request: Request) -> Response:
-        user = request.query_params.get("user", "")
-        return self.page(request, "confirm.html", title="Unlock", action="/unlock", csrf=self.csrf,
-                         question=f"Unlock the account {user}? Change its password first.",
-                         fields={"user": user}, button="Unlock", sample=None)
+        return self._confirm(request, "unlock", "user",
+                             "Unlock the account {}? Change its password first.")
 
-    async def unlock(self, request: Request) -> Response:
+    async def _lift(self, request: Request, what: str, field: str, holder: type[Banner | Locker],
+                    done: str, not_there: str) -> Response:
+        """Unban or unlock, through the respond layer: it lifts the ban or lock where it is
+        enforced (nftables, Postfix maps, fail2ban…) and writes the audit entry."""
         data = await self.form(request)
         if data is None:
             return PlainTextResponse("bad or missing CSRF value", status_code=403)
-        user = data.get("user", "")
+        value = data.get(field, "")
+        if field == "network":
+            try:
+                value = normalise_network(value)
+            except ValueError:
+                return PlainTextResponse("not an address or network", status_code=400)
         try:
-            with Locker.from_config(self.cfg, self.state_path, self.config_dir) as locker:
-                removed = locker.unlock(user, source="dashboard")
+            with holder.from_config(self.cfg, self.state_path, self.config_dir) as h:
+                lifted = h.unban(value, source="dashboard") if isinstance(h, Banner) \
+                    else h.unlock(value, source="dashboard")
         except RespondError as exc:
-            return PlainTextResponse(f"unlock failed: {exc}", status_code=500)
-        done = f"Unlocked {user}" if removed else f"{user} was not locked"
-        return RedirectResponse(f"/?done={done} (see recent actions)", status_code=303)
+            return PlainTextResponse(f"{what} failed: {exc}", status_code=500)
+        message = (done if lifted else not_there).format(value)
+        return RedirectResponse(f"/?done={message} (see recent actions)", status_code=303)
+
+    async def unban(self, request: Request) -> Response:
+        return await self._lift(request, "unban", "network", Banner, "Unbanned {}", "{} was not banned")
+
+    async def unlock(self, request: Request) -> Response:
+        return await self._lift(request, "unlock", "user", Locker, "Unlocked {}", "{} was not locked")
 
     async def queue_preview(self, request: Request) -> Response:
         action = request.query_params.get("action", "hold")
