@@ -109,7 +109,7 @@ def test_bad_config_is_one_line_error(tmp_path: Path, incident: Path) -> None:
     cfg.write_text("[detect.compromised_account]\nno_such_key = 1\n")
     p = rg("analyze", str(incident), "--config", str(cfg))
     assert p.returncode == 2
-    assert "unknown setting detect.compromised_account.no_such_key" in p.stderr
+    assert "detect.compromised_account.no_such_key: unknown setting (known: min_messages" in p.stderr
     cfg.write_text("[detect.compromised_account\n")
     p = rg("analyze", str(incident), "--config", str(cfg))
     assert p.returncode == 2 and "invalid TOML" in p.stderr and "Traceback" not in p.stderr

@@ -125,6 +125,7 @@ LAZY_COMMANDS = {
     "password-check": "relayguard.audit.cli:password_check",
     "trusted": "relayguard.trusted.cli:trusted",
     "firewall": "relayguard.firewall.cli:firewall",
+    "config": "relayguard.config_cli:config",
 }
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aggregate import SenderStats
+from ..config import SEVERITIES
 from ..parse.event import iso
 
-SEVERITIES = ("critical", "high", "medium", "low")
 SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # low 0 … critical 3
 REPORT_MIN_SCORE = 20
 
