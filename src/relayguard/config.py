@@ -203,11 +203,16 @@ def _listen_any(spec: str) -> None:  # ":9425": every address
 
 
 def _policy_listen(spec: str) -> None:
+    """As policy.server.parse_listen takes it: also "inet:HOST:PORT" and a bare port."""
     if spec.startswith("unix:"):
-        if not spec[5:].startswith("/"):
+        if not spec[5:]:
             raise ValueError(spec)
         return
-    _tcp(spec.removeprefix("inet:"))
+    spec = spec.removeprefix("inet:")
+    if not spec.isdigit():
+        _tcp(spec)
+    elif int(spec) > 65535:
+        raise ValueError(spec)
 
 
 def _resolver(spec: str) -> None:
@@ -346,7 +351,7 @@ SPECIAL: dict[str, Spec] = {
     "password.min_classes": Int(1, 4),
     "password.min_score": Int(0, 4),
     "serve.listen": TCP_LISTEN,
-    "policy.listen": OneOrList("\"HOST:PORT\", \"[IPv6]:PORT\", \"unix:/PATH\" or a non-empty "
+    "policy.listen": OneOrList("\"HOST:PORT\", \"[IPv6]:PORT\", \"unix:PATH\" or a non-empty "
                                "list of them", item=Spec("a listen address", _ok(_policy_listen))),
     "policy.limits": Tables(
         "an array of tables ([[policy.limits]])",
