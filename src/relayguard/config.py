@@ -116,12 +116,13 @@ class Spec:
             raise Bad(self.expect)
 
 
-def Int(lo: int | None = 1, hi: int | None = None) -> Spec:  # noqa: N802 - reads as a type
+# Spec factories are capitalised: in SPECIAL they read as the types they check.
+def Int(lo: int | None = 1, hi: int | None = None) -> Spec:
     return Spec(f"an integer{_range_text(lo, hi)}",
                 lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi))
 
 
-def Number(lo: float = 0, hi: float | None = None, open_lo: bool = True) -> Spec:  # noqa: N802
+def Number(lo: float = 0, hi: float | None = None, open_lo: bool = True) -> Spec:
     return Spec(f"a number{_range_text(lo, hi, open_lo)}",
                 lambda v: _is_number(v) and (v > lo if open_lo else v >= lo)
                 and (hi is None or v <= hi))
@@ -133,13 +134,13 @@ PORT = Int(1, 65535)
 RATIO = Number(0, 1, open_lo=False)
 
 
-def Enum(choices: Sequence[str], any_case: bool = False) -> Spec:  # noqa: N802
+def Enum(choices: Sequence[str], any_case: bool = False) -> Spec:
     norm = (lambda v: v.upper()) if any_case else (lambda v: v)
     return Spec("one of " + ", ".join(json.dumps(c) for c in choices),
                 lambda v: isinstance(v, str) and norm(v) in choices)
 
 
-def Duration(lo: float = 0, positive: bool = False, whole: bool = False) -> Spec:  # noqa: N802
+def Duration(lo: float = 0, positive: bool = False, whole: bool = False) -> Spec:
     def ok(v: Any) -> bool:
         try:
             s = duration(v)
@@ -289,7 +290,7 @@ class OneOrList(Spec):
                 raise Bad(self.expect) from None
 
 
-def Argv(placeholders: Sequence[str], nonempty: bool = True) -> Spec:  # noqa: N802
+def Argv(placeholders: Sequence[str], nonempty: bool = True) -> Spec:
     """An argv list (no shell): strings whose {placeholders} are known."""
     known = ", ".join("{" + p + "}" for p in placeholders)
     names = re.compile(r"\{(\w*)\}")
