@@ -406,8 +406,11 @@ SPECIAL: dict[str, Spec] = {
 
 
 def _inferred(path: str, default: Any) -> Spec:
+    exact = SPECIAL.get(path)
+    if exact is not None:
+        return exact
     for pattern, spec in SPECIAL.items():
-        if fnmatchcase(path, pattern):
+        if "*" in pattern and fnmatchcase(path, pattern):
             return spec
     if isinstance(default, bool):
         return BOOL
