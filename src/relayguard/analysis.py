@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import EVENT_KINDS, Aggregates
+from .aggregate import EVENT_KINDS, Aggregates, top
 from .detect import Finding
 from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
-from .detect.finding import top
 from .enrich.geo import GeoDB
 from .parse import iso
 from .pipeline import run

@@ -8,10 +8,9 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from ..aggregate import BUCKET
+from ..aggregate import BUCKET, top
 from ..analysis import Analysis
 from ..detect import Finding
-from ..detect.finding import top
 from ..parse.event import iso
 
 COLOURS = {"critical": "#b71c1c", "high": "#e53935", "medium": "#f9a825", "low": "#0288d1"}
