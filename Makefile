@@ -23,6 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-test-deps.sh
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # Every benchmark in bench/: log analysis vs pflogsumm and grep, queue control, watch, policy.
