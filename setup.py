@@ -22,6 +22,7 @@ HOT = [
     "src/relayguard/aggregate.py",
     "src/relayguard/pipeline.py",
     "src/relayguard/sources/files.py",
+    "src/relayguard/timefmt.py",
 ]
 
 

@@ -17,9 +17,9 @@ from .detect import Finding
 from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
 from .enrich.geo import GeoDB
-from .parse import iso
 from .pipeline import run
 from .sources import files
+from .timefmt import iso
 
 FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
 

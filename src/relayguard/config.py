@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import timefmt
+
 SYSTEM_CONFIG = Path("/etc/relayguard/relayguard.toml")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
 _UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -54,7 +56,7 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
     cfg = defaults()
     if path is None:
         if not SYSTEM_CONFIG.exists():
-            return cfg
+            return _apply(cfg)
         path = SYSTEM_CONFIG
     try:
         user = tomllib.loads(Path(path).read_text("utf-8"))
@@ -70,4 +72,20 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
             _merge(cfg[key], value, f"{key}.")
         else:
             cfg[key] = value
+    return _apply(cfg)
+
+
+def _apply(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Settings that hold for the whole process once the configuration is read: the zone of
+    printed times (`[ui] timezone`, see timefmt)."""
+    ui = cfg["ui"]
+    if not isinstance(ui, dict):
+        raise ConfigError("ui: expected a table ([ui])")
+    name = ui["timezone"]
+    if not isinstance(name, str):
+        raise ConfigError(f"[ui] timezone: expected a string, got {name!r}")
+    try:
+        timefmt.set_zone(name)
+    except ValueError as exc:
+        raise ConfigError(f"[ui] timezone: {exc}") from None
     return cfg

@@ -20,9 +20,10 @@ from .correlate import Message
 from .detect import Finding
 from .detect import run as run_detectors
 from .enrich.geo import GeoDB
-from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event, iso
+from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
 from .pipeline import run
 from .sources import files
+from .timefmt import iso
 
 RECENT = 25  # messages listed in full
 

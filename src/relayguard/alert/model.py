@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..detect.finding import Finding
-from ..parse.event import iso
+from ..timefmt import iso
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..aggregate import Aggregates, top
-from ..parse.event import iso
+from ..timefmt import iso
 from .finding import Finding, clamp, cmd
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..aggregate import BUCKET, Aggregates, SenderStats, burst, network_of, top
 from ..enrich.geo import GeoDB
-from ..parse.event import iso
+from ..timefmt import iso
 from .finding import Finding, clamp, cmd
 
 

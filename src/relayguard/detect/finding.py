@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..parse.event import iso
+from ..timefmt import iso
 
 SEVERITIES = ("critical", "high", "medium", "low")
 SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # low 0 … critical 3

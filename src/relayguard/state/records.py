@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .store import _iso
+from ..timefmt import iso
 
 __all__ = ["Ban", "Lock", "covers", "normalise_network"]
 
@@ -29,8 +29,8 @@ class Ban:
 
     def to_dict(self) -> dict[str, Any]:
         """`ban list --format json`: ip, reason, since, expires, backend (ISO 8601 times)."""
-        return {"ip": self.network, "reason": self.reason, "since": _iso(self.since),
-                "expires": _iso(self.expires) if self.expires is not None else None,
+        return {"ip": self.network, "reason": self.reason, "since": iso(self.since, "seconds"),
+                "expires": iso(self.expires, "seconds"),
                 "backend": self.backend, "source": self.source}
 
 
@@ -47,8 +47,8 @@ class Lock:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["since"] = _iso(self.since)
-        d["expires"] = _iso(self.expires) if self.expires is not None else None
+        d["since"] = iso(self.since, "seconds")
+        d["expires"] = iso(self.expires, "seconds")
         return d
 
 
