@@ -23,6 +23,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-test-deps.sh
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Every benchmark in bench/: log analysis vs pflogsumm and grep, queue control, watch, policy.

@@ -16,11 +16,13 @@ HOT = [
     "src/relayguard/parse/__init__.py",
     "src/relayguard/parse/event.py",
     "src/relayguard/parse/postfix.py",
+    "src/relayguard/parse/replies.py",
     "src/relayguard/parse/syslog.py",
     "src/relayguard/correlate/messages.py",
     "src/relayguard/aggregate.py",
     "src/relayguard/pipeline.py",
     "src/relayguard/sources/files.py",
+    "src/relayguard/timefmt.py",
 ]
 
 

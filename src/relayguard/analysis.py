@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import EVENT_KINDS, Aggregates
+from .aggregate import EVENT_KINDS, Aggregates, top
 from .detect import Finding
 from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
-from .detect.finding import top
 from .enrich.geo import GeoDB
-from .parse import iso
 from .pipeline import run
 from .sources import files
+from .timefmt import iso
 
 FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
 

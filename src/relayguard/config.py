@@ -26,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import timefmt
+
 SYSTEM_CONFIG = Path("/etc/relayguard/relayguard.toml")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
 _UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -519,12 +521,12 @@ def load(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]
     """The effective configuration: defaults, overlaid with `source` — a TOML file, a (partial)
     dict, or None for /etc/relayguard/relayguard.toml when present — every key validated."""
     if isinstance(source, Mapping):
-        return validate(source)
+        return _apply(validate(source))
     if source is None:
         if not SYSTEM_CONFIG.exists():
-            return defaults()
+            return _apply(defaults())
         source = SYSTEM_CONFIG
-    return validate(read(source), str(source))
+    return _apply(validate(read(source), str(source)))
 
 
 load_config = load
@@ -585,3 +587,19 @@ def dumps(cfg: Mapping[str, Any]) -> str:
 
     table([], cfg, "[")
     return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _apply(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Settings that hold for the whole process once the configuration is read: the zone of
+    printed times (`[ui] timezone`, see timefmt)."""
+    ui = cfg["ui"]
+    if not isinstance(ui, dict):
+        raise ConfigError("ui: expected a table ([ui])")
+    name = ui["timezone"]
+    if not isinstance(name, str):
+        raise ConfigError(f"[ui] timezone: expected a string, got {name!r}")
+    try:
+        timefmt.set_zone(name)
+    except ValueError as exc:
+        raise ConfigError(f"[ui] timezone: {exc}") from None
+    return cfg

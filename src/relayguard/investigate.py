@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import Aggregates, SenderStats, network_of
+from .aggregate import Aggregates, SenderStats, network_of, top
 from .analysis import system_trusted
 from .correlate import Message
 from .detect import Finding
 from .detect import run as run_detectors
-from .detect.finding import top
 from .enrich.geo import GeoDB
-from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event, iso
+from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
 from .pipeline import run
 from .sources import files
+from .timefmt import iso
 
 RECENT = 25  # messages listed in full
 

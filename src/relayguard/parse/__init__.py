@@ -10,12 +10,11 @@ from .event import (
     MESSAGE_ID,
     OTHER,
     Event,
-    iso,
 )
 from .postfix import POSTFIX_SERVICES, parse_firewall, parse_postfix
 from .syslog import Clock, read_header
 
-__all__ = ["Event", "LineParser", "iso"]
+__all__ = ["Event", "LineParser"]
 
 # Postfix events no detector reads: `lean` parsing drops them before building an Event.
 LEAN_SKIP = frozenset((OTHER, CONNECT, DISCONNECT, LOST_CONNECTION, BOUNCE_NOTICE))
