@@ -55,6 +55,14 @@ def parse_when(text: str | None) -> float | None:
     return dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
 
 
+def parse_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """--since and --until as epoch seconds; an empty window is a usage error, before any reading."""
+    lo, hi = parse_when(since), parse_when(until)
+    if lo is not None and hi is not None and lo > hi:
+        fail(f"--since {since} is after --until {until}: no time is in between")
+    return lo, hi
+
+
 def load_config(path: str | None) -> dict[str, Any]:
     try:
         return config_mod.load(path)
@@ -64,14 +72,29 @@ def load_config(path: str | None) -> dict[str, Any]:
 
 @contextmanager
 def output(path: str | None):  # type: ignore[no-untyped-def]
+    """Where a report goes. A file is written beside its name and renamed into place once
+    complete, so an error or an interrupt never leaves half a report (or an empty one) behind;
+    what is not a regular file (/dev/stdout, a FIFO) is written directly."""
     if path is None:
         yield sys.stdout
         return
+    target = Path(path)
+    direct = target.exists() and not target.is_file()
+    tmp = path if direct else str(target.with_name(f".{target.name}.{os.getpid()}.tmp"))
+    done = False
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            if not direct and target.exists():
+                os.chmod(tmp, target.stat().st_mode & 0o7777)
             yield fh
+        if not direct:
+            os.replace(tmp, path)
+        done = True
     except OSError as exc:
         fail(f"{path}: cannot write ({exc.strerror})")
+    finally:
+        if not done and not direct:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _progress(paths: list[str]) -> tuple[Any, Callable[[int], None] | None]:
@@ -184,15 +207,15 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
             ipaddress.ip_network(t, strict=False)
     except ValueError as exc:
         fail(f"--trusted: {exc}")
+    lo, hi = parse_window(since, until)
     prog, on_bytes = _progress(paths)
     try:
         if prog is not None:
             with prog:
-                result = run_analysis(paths, cfg, list(trusted), year, parse_when(since),
-                                      parse_when(until), on_bytes)
+                result = run_analysis(paths, cfg, list(trusted), year, lo, hi, on_bytes)
         else:
-            result = run_analysis(paths, cfg, list(trusted), year, parse_when(since),
-                                  parse_when(until))
+            result = run_analysis(paths, cfg, list(trusted), year, lo, hi)
+        result.input.require()  # no report about a log with nothing in it to analyze
     except (InputError, GeoError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -233,6 +256,7 @@ def parse(files: tuple[str, ...], fmt: str, stats: bool, out: str | None, year: 
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
             seen = run(paths, year, on_event=lambda ev: _write_jsonl(fh, ev.to_dict()))
+            seen.summary().require()
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:
@@ -257,7 +281,7 @@ def messages_cmd(files: tuple[str, ...], fmt: str, out: str | None, year: int | 
     try:
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
-            run(paths, year, on_message=lambda m: _write_jsonl(fh, m.to_dict()))
+            run(paths, year, on_message=lambda m: _write_jsonl(fh, m.to_dict())).summary().require()
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:
@@ -280,6 +304,7 @@ def _show(kind: str, subject: str, files: tuple[str, ...], fmt: str, year: int |
     try:
         inv = investigate(kind, subject, list(files), cfg, year, state_path=state_path,
                           config_dir=config_dir, with_queue=not no_queue)
+        inv.input.require()
     except (InputError, GeoError) as exc:
         fail(str(exc))
     if fmt == "json":
