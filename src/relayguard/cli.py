@@ -73,17 +73,25 @@ def load_config(path: str | None) -> dict[str, Any]:
 @contextmanager
 def output(path: str | None):  # type: ignore[no-untyped-def]
     """Where a report goes. A file is written beside its name and renamed into place once
-    complete, so an error or an interrupt never leaves half a report (or an empty one) behind;
-    what is not a regular file (/dev/stdout, a FIFO) is written directly."""
+    complete, so an error or an interrupt never leaves half a report (or an empty one) behind.
+    What is not a plain file (/dev/stdout, a FIFO, a symlink), or sits in a directory we may
+    not create files in, is written directly."""
     if path is None:
         yield sys.stdout
         return
     target = Path(path)
-    direct = target.exists() and not target.is_file()
-    tmp = path if direct else str(target.with_name(f".{target.name}.{os.getpid()}.tmp"))
+    direct = target.is_symlink() or (target.exists() and not target.is_file())
+    tmp = str(target.with_name(f".{target.name}.{os.getpid()}.tmp"))
     done = False
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        try:
+            fh = open(path if direct else tmp, "w", encoding="utf-8")  # noqa: SIM115 — closed below
+        except PermissionError:
+            if direct or not target.exists():
+                raise
+            direct = True
+            fh = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        with fh:
             if not direct and target.exists():
                 os.chmod(tmp, target.stat().st_mode & 0o7777)
             yield fh
@@ -196,7 +204,8 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
 
     FILES are Postfix logs (plain, .gz, .bz2, .xz — detected by content; `-` for stdin;
     rotated sets in any order). Without FILES, the system's mail log is read.
-    Exit code 0: nothing high; 1: high or critical findings; 2: usage or input error.
+    Exit code 0: nothing high; 1: high or critical findings; 2: usage or input error, also
+    when no line is a Postfix or firewall line, or none is inside --since/--until.
     """
     cfg = load_config(config_path)
     paths = list(files)
