@@ -17,6 +17,7 @@ from .detect import Finding
 from .detect import run as run_detectors
 from .detect.auth_bruteforce import targeted_users
 from .enrich.geo import GeoDB
+from .inputs import InputSummary
 from .pipeline import run
 from .sources import files
 from .timefmt import iso
@@ -33,6 +34,8 @@ class Analysis:
     sources: list[str] = field(default_factory=list)
     trusted: list[str] = field(default_factory=list)
     targeted_users: list[dict[str, Any]] = field(default_factory=list)
+    # What the input held; `input.require()` raises when nothing in it could be analyzed.
+    input: InputSummary = field(default_factory=InputSummary)
 
     @property
     def worst(self) -> str | None:
@@ -68,6 +71,7 @@ class Analysis:
             "schema": "relayguard.analysis/1",
             "period": {"start": iso(agg.start), "end": iso(agg.end)},
             "sources": self.sources,
+            "input": self.input.to_dict(),
             "trusted": self.trusted,
             "totals": self.totals(),
             "findings": [f.to_dict() for f in self.findings],
@@ -107,7 +111,8 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
             on_bytes: Callable[[int], None] | None = None) -> Analysis:
-    """Read the logs and return the findings. Raises sources.InputError on unreadable input."""
+    """Read the logs and return the findings. Raises sources.InputError on unreadable input;
+    when nothing in it was understood, `.input.require()` says so (the findings are empty)."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
     trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
@@ -122,5 +127,5 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
         findings=findings, aggregates=agg,
         lines=seen.lines, unparsed=seen.unparsed,
         sources=list(paths), trusted=list(trusted),
-        targeted_users=targeted_users(agg, cfg),
+        targeted_users=targeted_users(agg, cfg), input=seen.summary(),
     )

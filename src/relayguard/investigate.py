@@ -20,6 +20,7 @@ from .correlate import Message
 from .detect import Finding
 from .detect import run as run_detectors
 from .enrich.geo import GeoDB
+from .inputs import InputSummary
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
 from .pipeline import run
 from .sources import files
@@ -75,12 +76,14 @@ class Investigation:
     notes: list[str] = field(default_factory=list)
     geo: dict[str, dict[str, Any]] = field(default_factory=dict)  # address → country, asn, org
     geo_spread: dict[str, Any] | None = None
+    input: InputSummary = field(default_factory=InputSummary)  # see Analysis.input
 
     def to_dict(self) -> dict[str, Any]:
         s = self.sent
         return {
             "schema": "relayguard.show/1", "kind": self.kind, "subject": self.subject,
             "period": {"start": iso(self.start), "end": iso(self.end)}, "lines": self.lines,
+            "input": self.input.to_dict(),
             "logins": [{"key": k, "count": v.count, "first": iso(v.first), "last": iso(v.last),
                         "names": sorted(v.names)}
                        for k, v in sorted(self.logins.items(), key=lambda kv: kv[1].first or 0)],
@@ -104,7 +107,8 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
                 trusted: list[str] | None = None, state_path: str | None = None,
                 config_dir: str | None = None, with_queue: bool = True) -> Investigation:
     """Gather what is known about `subject` (a SASL login or an IP address).
-    Raises sources.InputError on unreadable logs; the queue and state are best effort."""
+    Raises sources.InputError on unreadable logs; the queue and state are best effort;
+    `.input.require()` tells whether the logs held anything to look in."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
     agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted())
@@ -126,7 +130,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
 
     seen = run(paths, year, on_event, on_message, lean=True,
                admit=lambda ev: ev.event == CLIENT and mine(ev))
-    inv.lines, inv.start, inv.end = seen.lines, seen.start, seen.end
+    inv.lines, inv.start, inv.end, inv.input = seen.lines, seen.start, seen.end, seen.summary()
     agg.start, agg.end = seen.start, seen.end
     if kind == "user":
         for login, s in agg.users.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from .correlate import Correlator, Message
+from .inputs import InputSummary
 from .parse import Event, LineParser
 from .sources import files
 
@@ -17,7 +18,11 @@ QUEUE_IDLE = 6 * 3600  # a queued message is logged at least every maximal_backo
 class Run:
     """What a pass over the sources saw, besides the events and messages it handed out."""
 
-    def __init__(self, admit: Callable[[Event], bool] | None = None) -> None:
+    def __init__(self, admit: Callable[[Event], bool] | None = None, paths: list[str] | None = None,
+                 since: float | None = None, until: float | None = None) -> None:
+        self.paths: list[str] = list(paths or [])
+        self.since = since
+        self.until = until
         self.parsers: list[LineParser] = []
         self.correlator = Correlator(max_idle=QUEUE_IDLE, admit=admit)
         self.start: float | None = None
@@ -31,6 +36,19 @@ class Run:
     def unparsed(self) -> int:
         return sum(p.unparsed for p in self.parsers)
 
+    def summary(self) -> InputSummary:
+        """What the input was made of, from the parsers' counters (see inputs.InputSummary)."""
+        ps = self.parsers
+        first = min((p.first for p in ps), default=float("inf"))
+        last = max((p.last for p in ps), default=float("-inf"))
+        return InputSummary(
+            sources=self.paths, lines=self.lines, unparsed=self.unparsed,
+            postfix=sum(p.postfix for p in ps), firewall=sum(p.firewall for p in ps),
+            before=sum(p.before for p in ps), after=sum(p.after for p in ps),
+            first=first if first != float("inf") else None,
+            last=last if last != float("-inf") else None,
+            since=self.since, until=self.until)
+
 
 def run(paths: list[str], year: int | None = None,
         on_event: Callable[[Event], None] | None = None,
@@ -43,7 +61,7 @@ def run(paths: list[str], year: int | None = None,
     go to `on_event`; messages go to `on_message` as they complete, those still open at the end
     last. `lean` skips lines no detector uses (see LineParser); `admit` chooses which events may
     open a message record (see Correlator). Raises files.InputError."""
-    result = Run(admit)
+    result = Run(admit, paths, since, until)
     corr = result.correlator
     windowed = since is not None or until is not None
     lo = since if since is not None else float("-inf")
@@ -51,7 +69,7 @@ def run(paths: list[str], year: int | None = None,
     first: float | None = None
     last: float | None = None
     for path in files.order_by_time(paths):
-        parser = LineParser(year=year, reference=files.mtime(path), lean=lean)
+        parser = LineParser(year=year, reference=files.mtime(path), lean=lean, since=since, until=until)
         result.parsers.append(parser)
         parse = parser.parse
         lines: Iterable[str] = files.open_lines(path)

@@ -23,6 +23,11 @@ class InputError(Exception):
     """A source cannot be read; the message is meant for the user, on one line."""
 
 
+class NothingUnderstood(InputError):
+    """The sources were read, but held no Postfix or firewall line (in the time window): see
+    inputs.InputSummary. Defined here, compiled, so that it can subclass InputError."""
+
+
 def _open(path: str) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
