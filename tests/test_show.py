@@ -4,7 +4,6 @@ still in its queue."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from harness import DEFER, PostfixCase, recipients_in
+from pfguard import system_env
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "incident.log"
 LABELS = json.loads((EXAMPLE.parent / "incident.labels.json").read_text())
@@ -21,7 +21,7 @@ LABELS = json.loads((EXAMPLE.parent / "incident.labels.json").read_text())
 
 def show(*args: str) -> tuple[int, dict[str, Any]]:
     p = subprocess.run([sys.executable, "-m", "relayguard", "show", *args, "--format", "json"],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "TZ": "UTC"})
+                       capture_output=True, text=True, timeout=120, env=system_env(TZ="UTC"))
     assert p.returncode in (0, 1), p.stderr
     return p.returncode, json.loads(p.stdout)
 
@@ -70,10 +70,11 @@ def test_show_ip_of_the_trusted_relay(tmp_path: Path) -> None:
 
 def test_show_text_and_bad_address() -> None:
     p = subprocess.run([sys.executable, "-m", "relayguard", "show", "user", "admin", str(EXAMPLE),
-                        "--year", "2026", "--no-queue"], capture_output=True, text=True, timeout=120)
+                        "--year", "2026", "--no-queue"], capture_output=True, text=True, timeout=120,
+                       env=system_env())
     assert "compromised_account" in p.stdout and "Logins from each address" in p.stdout
     p = subprocess.run([sys.executable, "-m", "relayguard", "show", "ip", "not-an-ip", str(EXAMPLE)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env=system_env())
     assert p.returncode == 2 and "Traceback" not in p.stderr
 
 

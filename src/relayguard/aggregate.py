@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .correlate import Message
+from .parse.blocklist import blocklist_named
 from .parse.event import (
     AUTH_ERROR,
     AUTH_FAILURE,
@@ -196,8 +197,6 @@ class Aggregates:
     """Everything the detectors need, from one pass over the events."""
 
     def __init__(self, trusted: Iterable[str] = ()) -> None:
-        from .detect.blocklisted import blocklist_named  # the detector owns the vocabulary
-
         self._blocklist_named: Callable[[str], str | None] = blocklist_named
         self.geo: Any = None  # an enrich.geo.GeoDB when [geo] databases are configured
         self.trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
