@@ -13,6 +13,8 @@ $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	@# pip shows the build's output only with -v: say here whether the hot path was compiled.
+	@$(BIN)/relayguard --version
 	@touch $@
 
 # Analyze the bundled incident. Exit code 1 only means "high findings present": that is the demo.

@@ -49,6 +49,15 @@ def fell_back(reason: str) -> str:
     return reason
 
 
+def short(exc: BaseException) -> str:
+    """One line about a failed compiler run (its output is already on stderr)."""
+    cmd, status = getattr(exc, "cmd", None), getattr(exc, "returncode", None)
+    if isinstance(cmd, list | tuple) and cmd and status is not None:
+        return f"{cmd[0]} exited with status {status}"
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def compiler_problem() -> str | None:
     """Why a C extension cannot be built here (no compiler, no Python headers), or None.
 
@@ -117,7 +126,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 — a compiler problem must not fail the install
-            reason = fell_back(f"compiling the hot path failed: {exc}")
+            reason = fell_back(f"compiling the hot path failed: {short(exc)}")
             for ext in self.extensions:
                 path = self.get_ext_fullpath(ext.name)
                 if os.path.exists(path):

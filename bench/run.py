@@ -207,6 +207,8 @@ def main() -> int:
     machine = {"nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                "cpu_count": os.cpu_count(), "python": platform.python_version(),
                "platform": platform.platform(), "machine": platform.machine(),
+               # which build was timed: compiled with mypyc, or pure Python and why
+               "relayguard": version([sys.executable, "-m", "relayguard", "--version"]),
                "pflogsumm": version([pflogsumm, "--version"]) if pflogsumm else None,
                "grep": version(["grep", "--version"])}
     report = {"log": {"path": str(log), "lines": nlines, "bytes": size, "scenario": SCENARIO,
@@ -218,7 +220,7 @@ def main() -> int:
         return 0
 
     say(f"\nmachine: nproc={machine['nproc']} python={machine['python']} {machine['platform']}; "
-        f"{machine['pflogsumm']}; {machine['grep']}")
+        f"{machine['pflogsumm']}; {machine['grep']}\n{machine['relayguard']}")
     say(f"{'tool':<16} {'wall s':>8} {'lines/s':>12} {'peak RSS MB':>12} {'exit':>5}  note")
     for r in results:
         if not r.get("available"):
