@@ -98,3 +98,20 @@ def test_show_user_on_real_postfix_with_queued_mail(postfix: PostfixCase, tmp_pa
                    "--year", str(time.localtime().tm_year), "--state", str(tmp_path / "s.db"))
     assert doc["queued"]["messages"] == 3
     assert [x["key"] for x in doc["logins"]] == [postfix.instance.login_name(user)]
+
+
+def test_instance_defaults_come_from_its_config_dir(postfix_requirements: None,
+                                                   tmp_path: Path) -> None:
+    """`show --config-dir` and `[watch] postfix_config_dir`: mynetworks and maillog_file are
+    read with `postconf -c DIR` (the guard fails this test if either call lacks -c)."""
+    from relayguard.analysis import system_trusted
+    from relayguard.sources.files import default_logs
+
+    maillog = tmp_path / "maillog"
+    maillog.write_text("")
+    (tmp_path / "main.cf").write_text(
+        "compatibility_level = 3.6\n"
+        f"mynetworks = 10.9.0.0/16, cidr:{tmp_path}/t.cidr [2001:db8::]/32\n"
+        f"maillog_file = {maillog}\n")
+    assert system_trusted(str(tmp_path)) == ["10.9.0.0/16", "2001:db8::/32"]
+    assert default_logs(str(tmp_path)) == [str(maillog)]

@@ -312,7 +312,7 @@ SHOW_OPTIONS = [
     click.option("--state", "state_path", type=click.Path(dir_okay=False),
                  help="State database (bans, locks); default from the config."),
     click.option("--config-dir", type=click.Path(file_okay=False),
-                 help="Postfix config_directory of the instance whose queue to read."),
+                 help="Postfix config_directory of the instance: its queue, mynetworks, maillog_file."),
     click.option("--no-queue", is_flag=True, help="Do not look in the mail queue."),
 ]
 
