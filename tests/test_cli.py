@@ -6,7 +6,6 @@ import bz2
 import gzip
 import json
 import lzma
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from logbuilder import LogBuilder
+from pfguard import system_env
 
-ENV = {**os.environ, "TZ": "UTC"}
+ENV = system_env(TZ="UTC")
 
 
 def rg(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

@@ -38,3 +38,12 @@ def test_every_compiled_module_is_held_to_the_standard_library() -> None:
     missing = [m for m in hot_modules()
                if not covered(m.removesuffix(".py"), packages)]
     assert missing == [], f"compiled but not in the hot-path import contract: {missing}"
+
+
+def test_version_checks_every_compiled_module() -> None:
+    """`relayguard --version` says "compiled" only if every HOT module is: its list is HOT's."""
+    from relayguard.buildinfo import HOT_MODULES
+
+    names = [m.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+             for m in hot_modules()]
+    assert sorted(HOT_MODULES) == sorted(names)

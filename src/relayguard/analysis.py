@@ -4,8 +4,6 @@ is a thin layer over `analyze()`; `watch` runs the same stages on a sliding wind
 from __future__ import annotations
 
 import ipaddress
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from .detect.auth_bruteforce import targeted_users
 from .enrich.geo import GeoDB
 from .inputs import InputSummary
 from .pipeline import run
+from .queue.tools import find_tool
 from .sources import files
 from .timefmt import iso
 
@@ -79,14 +78,15 @@ class Analysis:
         }
 
 
-def system_trusted() -> list[str]:
-    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped)."""
-    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
+def system_trusted(config_dir: str | None = None) -> list[str]:
+    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped), of
+    the instance in `config_dir` when given (else Postfix's default, or $MAIL_CONFIG)."""
+    postconf = find_tool("postconf")
     if not postconf:
         return list(FALLBACK_TRUSTED)
+    argv = [postconf] + (["-c", config_dir] if config_dir else []) + ["-h", "mynetworks"]
     try:
-        out = subprocess.run([postconf, "-h", "mynetworks"], capture_output=True, text=True,
-                             timeout=10, check=False).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return list(FALLBACK_TRUSTED)
     return parse_mynetworks(out) or list(FALLBACK_TRUSTED)

@@ -178,9 +178,26 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`relayguard 0.1.0 (compiled with mypyc)` or `(pure Python: <why>)`."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .buildinfo import describe
+
+    try:
+        number = version("relayguard")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        number = "(not installed)"
+    click.echo(f"relayguard {number} ({describe()})")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="relayguard")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and whether the hot path is compiled, then exit.")
 def main() -> None:
     """relayguard — find who is sending spam through your Postfix server, stop it, prevent it.
 
@@ -330,7 +347,7 @@ SHOW_OPTIONS = [
     click.option("--state", "state_path", type=click.Path(dir_okay=False),
                  help="State database (bans, locks); default from the config."),
     click.option("--config-dir", type=click.Path(file_okay=False),
-                 help="Postfix config_directory of the instance whose queue to read."),
+                 help="Postfix config_directory of the instance: its queue, mynetworks, maillog_file."),
     click.option("--no-queue", is_flag=True, help="Do not look in the mail queue."),
 ]
 

@@ -110,8 +110,8 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     Raises sources.InputError on unreadable logs; the queue and state are best effort;
     `.input.require()` tells whether the logs held anything to look in."""
     cfg = cfg if cfg is not None else config_mod.load()
-    paths = paths or files.default_logs()
-    agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted())
+    paths = paths or files.default_logs(config_dir)
+    agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted(config_dir))
     agg.geo = GeoDB.open(cfg)
     inv = Investigation(kind, subject)
     if kind == "user":

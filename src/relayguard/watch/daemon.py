@@ -85,7 +85,7 @@ class Watcher:
         self.ready = threading.Event()  # set once sources, state and /metrics are up
         self.metrics_address: tuple[str, int] | None = None
         self.dedupe = Deduper(s.cooldown)
-        self.windows = Windows(s.trusted or _default_trusted(), s.window)
+        self.windows = Windows(s.trusted or _default_trusted(s.postfix_config_dir), s.window)
         self.bruteforce = BruteForce(s.bf_max_failures, s.bf_window)
         self.correlator = Correlator(max_idle=QUEUE_IDLE)
         self.queue_state = Hysteresis(s.queue_threshold, s.queue_recover)
@@ -124,7 +124,7 @@ class Watcher:
             from ..sources.files import InputError, default_logs
 
             try:
-                logs = default_logs()
+                logs = default_logs(s.postfix_config_dir)
             except InputError as exc:
                 raise WatchError(f"{exc}; or set [watch] logs, or [watch] journald = true") from None
         for path in dict.fromkeys(logs):  # each file once, in the order given
@@ -489,10 +489,10 @@ class Watcher:
                                                 else f"{c.source}@{c.cursor}" for c in cps))
 
 
-def _default_trusted() -> list[str]:
+def _default_trusted(config_dir: str | None) -> list[str]:
     from ..analysis import system_trusted
 
-    return system_trusted()
+    return system_trusted(config_dir)
 
 
 def _human(sec: float) -> str:
