@@ -23,9 +23,10 @@ import pytest
 from relayguard.audit import restrictions as rx
 from relayguard.audit.config import audit_config, classify, parse_networks
 from relayguard.audit.dovecot import available as doveconf_available
-from relayguard.audit.postconf import PostconfError, find_tool
+from relayguard.postfix.postconf import PostconfError
+from relayguard.postfix.programs import find_program
 
-pytestmark = pytest.mark.skipif(find_tool("postconf") is None, reason="postfix not installed")
+pytestmark = pytest.mark.skipif(find_program("postconf") is None, reason="postfix not installed")
 
 BASE = """\
 compatibility_level = 3.6
@@ -149,7 +150,7 @@ def apply_fixes(report, directory: Path) -> int:
             if line.startswith("postconf "):
                 argv = shlex.split(line)
                 assert argv[1:3] == ["-c", str(directory)], line  # aimed at the audited dir
-                subprocess.run([find_tool("postconf") or "postconf", *argv[1:]], check=True,
+                subprocess.run([find_program("postconf") or "postconf", *argv[1:]], check=True,
                                capture_output=True, text=True, timeout=30)
                 ran += 1
     backdate(directory)

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..postfix.postconf import PostfixConfig, Service, load
 from . import dovecot as dovecot_mod
 from . import restrictions as rx
-from .postconf import PostfixConfig, Service, load
 
 SEVERITIES = ("critical", "high", "medium", "low")
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -684,7 +684,7 @@ def audit_config(config_dir: str | None = None, dovecot: str | None = "auto",
 
     ``dovecot``: ``"auto"`` checks the system's Dovecot when ``doveconf`` exists, ``None`` skips
     it, anything else is a dovecot.conf path.  ``ignore``: finding ids to leave out (accepted
-    risks).  Raises :class:`~relayguard.audit.postconf.PostconfError` or
+    risks).  Raises :class:`~relayguard.postfix.postconf.PostconfError` or
     :class:`~relayguard.audit.dovecot.DoveconfError` with a message for the user.
     """
     cfg = load(config_dir)

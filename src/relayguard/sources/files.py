@@ -8,8 +8,6 @@ import io
 import lzma
 import os
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,15 +101,14 @@ def mtime(path: str) -> float | None:
 
 def default_logs() -> list[str]:
     """The system's mail log: Postfix's `maillog_file` when set, else the usual syslog files."""
-    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
-    if postconf:
-        try:
-            out = subprocess.run([postconf, "-h", "maillog_file"], capture_output=True, text=True,
-                                 timeout=10, check=False).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and out.startswith("/") and Path(out).exists():
-            return [out]
+    from ..postfix.postconf import PostfixError, value  # only here: keeps the hot path lean
+
+    try:
+        out = value("maillog_file", expand=False)
+    except PostfixError:
+        out = ""  # no Postfix here, or no main.cf: the usual syslog files below
+    if out and out.startswith("/") and Path(out).exists():
+        return [out]
     for p in SYSTEM_LOGS:
         if Path(p).exists():
             return [p]
