@@ -30,19 +30,17 @@ from click.testing import CliRunner, Result
 
 from harness import FakeInternet, PostfixInstance, send_mail
 from relayguard.cli import main
-from relayguard.state import Store
-from relayguard.trusted.edit import Change, Plan, apply
-from relayguard.trusted.mynetworks import (
+from relayguard.postfix.mynetworks import (
     Source,
-    TrustedError,
     format_network,
-    inline_with,
-    inline_without,
     parse_network,
-    parse_target,
+    read_mynetworks,
     split_list,
 )
-from relayguard.trusted.postfix import Postfix, read_mynetworks
+from relayguard.state import Store
+from relayguard.trusted.edit import Change, Plan, apply
+from relayguard.trusted.mynetworks import TrustedError, inline_with, inline_without, parse_target
+from relayguard.trusted.postfix import Postfix
 
 OUTSIDE = "victim@outside.example"
 
@@ -279,7 +277,7 @@ def test_not_listed_and_inner_entries(confdir: Path, paths: dict[str, str]) -> N
 def test_hash_table_is_rebuilt_with_postmap(confdir: Path, paths: dict[str, str]) -> None:
     table = confdir / "relay_clients"
     table.write_text("10.5.5.5 OK\n10.6.6.6 OK\n")
-    subprocess.run(["postmap", f"hash:{table}"], check=True)
+    subprocess.run(["postmap", "-c", str(confdir), f"hash:{table}"], check=True)
     write_cf(confdir / "main.cf", f"mynetworks = 127.0.0.0/8, hash:{table}\n")
     pf = Postfix(confdir)
 
@@ -352,7 +350,7 @@ def test_failed_check_rolls_everything_back(confdir: Path, paths: dict[str, str]
 def test_list_reports_what_postfix_would_not_use(confdir: Path, world_dir: Path) -> None:
     table = world_dir / "h"
     table.write_text("10.0.0.0/8 OK\n10.1.1.1 OK\n")
-    subprocess.run(["postmap", f"hash:{table}"], check=True)
+    subprocess.run(["postmap", "-c", str(confdir), f"hash:{table}"], check=True)
     cidr = world_dir / "c.cidr"
     cidr.write_text("if 10.0.0.0/8\n10.1.0.0/16 OK\nendif\n")
     write_cf(confdir / "main.cf",
