@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from relayguard.audit import restrictions as rx
-from relayguard.audit.config import audit_config, classify, parse_networks
+from relayguard.audit.config import audit_config, classify, listed_networks
 from relayguard.audit.dovecot import available as doveconf_available
 from relayguard.postfix.postconf import PostconfError
 from relayguard.postfix.programs import find_program
@@ -388,7 +388,7 @@ def test_restriction_lists() -> None:
 def test_mynetworks_classification(tmp_path: Path) -> None:
     table = tmp_path / "relay.cidr"
     table.write_text("# trusted relays\n192.168.1.7/32 OK\n100.64.0.0/10 OK\n")
-    nets, unchecked = parse_networks(f"127.0.0.0/8 [::1]/128 !192.168.1.9 cidr:{table} "
+    nets, unchecked = listed_networks(f"127.0.0.0/8 [::1]/128 !192.168.1.9 cidr:{table} "
                                      f"hash:/etc/postfix/net mail.example.com [fe80::]/10")
     kinds = {text: classify(net) for text, net in nets}
     assert kinds == {"127.0.0.0/8": "ok", "[::1]/128": "ok", "192.168.1.7/32": "ok",

@@ -3,10 +3,6 @@ is a thin layer over `analyze()`; `watch` runs the same stages on a sliding wind
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +16,8 @@ from .detect.finding import top
 from .enrich.geo import GeoDB
 from .parse import iso
 from .pipeline import run
+from .postfix.mynetworks import resolve_trusted
 from .sources import files
-
-FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
 
 
 @dataclass
@@ -76,43 +71,17 @@ class Analysis:
         }
 
 
-def system_trusted() -> list[str]:
-    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped)."""
-    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
-    if not postconf:
-        return list(FALLBACK_TRUSTED)
-    try:
-        out = subprocess.run([postconf, "-h", "mynetworks"], capture_output=True, text=True,
-                             timeout=10, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return list(FALLBACK_TRUSTED)
-    return parse_mynetworks(out) or list(FALLBACK_TRUSTED)
-
-
-def parse_mynetworks(text: str) -> list[str]:
-    """Networks of a `mynetworks` value; `type:table` lookups are skipped (not expanded)."""
-    nets = []
-    for tok in text.replace(",", " ").split():
-        if tok.startswith("["):  # IPv6 is written [::1]/128
-            tok = tok.replace("[", "").replace("]", "")
-        elif ":" in tok:
-            continue  # cidr:/etc/postfix/network_table and friends
-        try:
-            nets.append(str(ipaddress.ip_network(tok, strict=False)))
-        except ValueError:
-            continue
-    return nets
-
-
 def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
-            on_bytes: Callable[[int], None] | None = None) -> Analysis:
-    """Read the logs and return the findings. Raises sources.InputError on unreadable input."""
+            on_bytes: Callable[[int], None] | None = None,
+            config_dir: str | None = None) -> Analysis:
+    """Read the logs and return the findings. Raises sources.InputError on unreadable input,
+    PostfixError when the Postfix instance `config_dir` names cannot be read."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
-    trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
-    agg = Aggregates(trusted)
+    networks = resolve_trusted(cfg, trusted, config_dir)
+    agg = Aggregates(networks.contains)
     agg.geo = GeoDB.open(cfg)  # None without databases; GeoError when a configured one is bad
     seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
                kinds=EVENT_KINDS, lean=True)
@@ -122,6 +91,6 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
     return Analysis(
         findings=findings, aggregates=agg,
         lines=seen.lines, unparsed=seen.unparsed,
-        sources=list(paths), trusted=list(trusted),
+        sources=list(paths), trusted=networks.networks,
         targeted_users=targeted_users(agg, cfg),
     )

@@ -15,7 +15,6 @@ from typing import Any
 
 from . import config as config_mod
 from .aggregate import Aggregates, SenderStats, network_of
-from .analysis import system_trusted
 from .correlate import Message
 from .detect import Finding
 from .detect import run as run_detectors
@@ -23,6 +22,7 @@ from .detect.finding import top
 from .enrich.geo import GeoDB
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event, iso
 from .pipeline import run
+from .postfix.mynetworks import resolve_trusted
 from .sources import files
 
 RECENT = 25  # messages listed in full
@@ -107,7 +107,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     Raises sources.InputError on unreadable logs; the queue and state are best effort."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
-    agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted())
+    agg = Aggregates(resolve_trusted(cfg, trusted, config_dir).contains)
     agg.geo = GeoDB.open(cfg)
     inv = Investigation(kind, subject)
     if kind == "user":

@@ -21,7 +21,7 @@ SHORT_ID = re.compile(r"[0-9A-F]{6,32}")
 LONG_ID = re.compile(r"[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,32}")
 
 
-class QueueError(Exception):
+class QueueError(PostfixError):
     """A queue operation cannot be done; the message is one line meant for the user."""
 
 
