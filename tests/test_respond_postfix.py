@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,13 @@ def env() -> Iterator[Env]:
     # Both maps exist (empty) before Postfix starts: a missing table fails every lookup.
     e.access.write_text("# empty\n")
     e.sasl.write_text("# empty\n")
-    subprocess.run(["postmap", f"hash:{e.sasl}"], check=True)
+    # postmap needs a main.cf (never /etc/postfix's): a throwaway one, aged past Postfix's
+    # one-second distrust of fresh files.
+    etc = maps / "postmap-etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text("compatibility_level = 3.6\n")
+    os.utime(etc / "main.cf", (time.time() - 10, time.time() - 10))
+    subprocess.run(["postmap", "-c", str(etc), f"hash:{e.sasl}"], check=True)
     pf = PostfixInstance(
         mynetworks="127.0.0.0/28", syslog_name="rg-respond", reapable=True,
         main_cf={"smtpd_client_restrictions": f"check_client_access cidr:{e.access}",
@@ -173,7 +180,8 @@ def test_locked_login_is_refused_unlock_restores(env: Env, state: SqliteShared,
     assert lock.user == "alice@relayguard.test"
     assert json.loads(out.read_text()) == ["user", "logout", "alice@relayguard.test"]
     assert "alice@relayguard.test\tREJECT" in env.sasl.read_text()
-    r = subprocess.run(["postmap", "-q", "alice@relayguard.test", f"hash:{env.sasl}"],
+    r = subprocess.run(["postmap", "-c", str(env.pf.config_dir), "-q", "alice@relayguard.test",
+                        f"hash:{env.sasl}"],
                        capture_output=True, text=True, check=False)
     assert r.stdout.strip() == "REJECT Account locked by the administrator"
     code, reply = env.send(user="alice")

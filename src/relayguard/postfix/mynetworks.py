@@ -561,7 +561,22 @@ def _cidr_match(steps: list[tuple[str, bool, Network | None]], addr: Address) ->
     return False
 
 
-Rule = Callable[[Address, Network], bool]
+@dataclass
+class _Rule:
+    """One slot of the list, ready to match: an address item, a cidr table, or the keys of an
+    exact-address table."""
+
+    negated: bool
+    entry: Entry | None = None
+    steps: list[tuple[str, bool, Network | None]] | None = None
+    keys: frozenset[Network] | None = None
+
+    def hit(self, addr: Address, host: Network) -> bool:
+        if self.entry is not None:
+            return self.entry.covers(host)
+        if self.steps is not None:
+            return _cidr_match(self.steps, addr)
+        return self.keys is not None and host in self.keys
 
 
 @dataclass
@@ -571,25 +586,24 @@ class TrustedNetworks:
 
     model: Mynetworks
     origin: str  # where the list comes from, for people ("postconf -c DIR mynetworks", ...)
-    _rules: list[tuple[bool, Rule]] = field(default_factory=list, repr=False)
+    _rules: list[_Rule] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         for slot in self.model.order:
             if isinstance(slot, Entry):
                 if slot.network is not None:
-                    self._rules.append((slot.negated, lambda _a, n, e=slot: e.covers(n)))
+                    self._rules.append(_Rule(slot.negated, entry=slot))
                 continue
             text = self.model.texts.get(slot.path) if slot.path is not None else None
             if text is None:
                 continue
             if slot.kind == "cidr":
-                steps = _compile_cidr(text)
-                self._rules.append((slot.negated, lambda a, _n, s=steps: _cidr_match(s, a)))
+                self._rules.append(_Rule(slot.negated, steps=_compile_cidr(text)))
             elif slot.kind in EXACT_TYPES:
                 keys = frozenset(e.network for e in table_entries(slot, text)[0]
                                  if e.network is not None
                                  and e.network.prefixlen == e.network.max_prefixlen)
-                self._rules.append((slot.negated, lambda _a, n, k=keys: n in k))
+                self._rules.append(_Rule(slot.negated, keys=keys))
 
     @classmethod
     def parse(cls, value: str | Sequence[str], origin: str) -> TrustedNetworks:
@@ -604,9 +618,9 @@ class TrustedNetworks:
         except ValueError:
             return False
         host = ipaddress.ip_network(addr)
-        for negated, rule in self._rules:
-            if rule(addr, host):
-                return not negated
+        for rule in self._rules:
+            if rule.hit(addr, host):
+                return not rule.negated
         return False
 
     @property
