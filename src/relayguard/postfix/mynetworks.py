@@ -563,20 +563,20 @@ def _cidr_match(steps: list[tuple[str, bool, Network | None]], addr: Address) ->
 
 @dataclass
 class _Rule:
-    """One slot of the list, ready to match: an address item, a cidr table, or the keys of an
-    exact-address table."""
+    """One slot of the list, ready to match one address: a network (inline or from a pattern
+    file), a cidr table, or the keys of an exact-address table."""
 
     negated: bool
-    entry: Entry | None = None
+    net: Network | None = None
     steps: list[tuple[str, bool, Network | None]] | None = None
-    keys: frozenset[Network] | None = None
+    keys: frozenset[Address] | None = None
 
-    def hit(self, addr: Address, host: Network) -> bool:
-        if self.entry is not None:
-            return self.entry.covers(host)
+    def hit(self, addr: Address) -> bool:
+        if self.net is not None:
+            return addr in self.net  # False across IP versions
         if self.steps is not None:
             return _cidr_match(self.steps, addr)
-        return self.keys is not None and host in self.keys
+        return self.keys is not None and addr in self.keys
 
 
 @dataclass
@@ -591,8 +591,8 @@ class TrustedNetworks:
     def __post_init__(self) -> None:
         for slot in self.model.order:
             if isinstance(slot, Entry):
-                if slot.network is not None:
-                    self._rules.append(_Rule(slot.negated, entry=slot))
+                if _usable(slot.network, slot.problem):  # Postfix skips host-bits items
+                    self._rules.append(_Rule(slot.negated, net=slot.network))
                 continue
             text = self.model.texts.get(slot.path) if slot.path is not None else None
             if text is None:
@@ -600,7 +600,7 @@ class TrustedNetworks:
             if slot.kind == "cidr":
                 self._rules.append(_Rule(slot.negated, steps=_compile_cidr(text)))
             elif slot.kind in EXACT_TYPES:
-                keys = frozenset(e.network for e in table_entries(slot, text)[0]
+                keys = frozenset(e.network.network_address for e in table_entries(slot, text)[0]
                                  if e.network is not None
                                  and e.network.prefixlen == e.network.max_prefixlen)
                 self._rules.append(_Rule(slot.negated, keys=keys))
@@ -617,9 +617,8 @@ class TrustedNetworks:
             addr = ipaddress.ip_address(ip.strip("[]"))
         except ValueError:
             return False
-        host = ipaddress.ip_network(addr)
         for rule in self._rules:
-            if rule.hit(addr, host):
+            if rule.hit(addr):
                 return not rule.negated
         return False
 
