@@ -3,8 +3,6 @@ is a thin layer over `analyze()`; `watch` runs the same stages on a sliding wind
 
 from __future__ import annotations
 
-import ipaddress
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +15,9 @@ from .detect.auth_bruteforce import targeted_users
 from .enrich.geo import GeoDB
 from .inputs import InputSummary
 from .pipeline import run
-from .queue.tools import find_tool
+from .postfix.mynetworks import resolve_trusted
 from .sources import files
 from .timefmt import iso
-
-FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
 
 
 @dataclass
@@ -78,45 +74,18 @@ class Analysis:
         }
 
 
-def system_trusted(config_dir: str | None = None) -> list[str]:
-    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped), of
-    the instance in `config_dir` when given (else Postfix's default, or $MAIL_CONFIG)."""
-    postconf = find_tool("postconf")
-    if not postconf:
-        return list(FALLBACK_TRUSTED)
-    argv = [postconf] + (["-c", config_dir] if config_dir else []) + ["-h", "mynetworks"]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return list(FALLBACK_TRUSTED)
-    return parse_mynetworks(out) or list(FALLBACK_TRUSTED)
-
-
-def parse_mynetworks(text: str) -> list[str]:
-    """Networks of a `mynetworks` value; `type:table` lookups are skipped (not expanded)."""
-    nets = []
-    for tok in text.replace(",", " ").split():
-        if tok.startswith("["):  # IPv6 is written [::1]/128
-            tok = tok.replace("[", "").replace("]", "")
-        elif ":" in tok:
-            continue  # cidr:/etc/postfix/network_table and friends
-        try:
-            nets.append(str(ipaddress.ip_network(tok, strict=False)))
-        except ValueError:
-            continue
-    return nets
-
-
 def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
-            on_bytes: Callable[[int], None] | None = None) -> Analysis:
-    """Read the logs and return the findings. Raises sources.InputError on unreadable input;
-    when nothing in it was understood, `.input.require()` says so (the findings are empty)."""
+            on_bytes: Callable[[int], None] | None = None,
+            config_dir: str | None = None) -> Analysis:
+    """Read the logs and return the findings. Raises sources.InputError on unreadable input,
+    PostfixError when the Postfix instance `config_dir` names cannot be read; when nothing in
+    the input was understood, `.input.require()` says so (the findings are empty)."""
     cfg = cfg if cfg is not None else config_mod.load()
-    paths = paths or files.default_logs()
-    trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
-    agg = Aggregates(trusted)
+    paths = paths or files.default_logs(config_dir)
+    networks = resolve_trusted(cfg, trusted, config_dir)
+    agg = Aggregates(networks.contains)
     agg.geo = GeoDB.open(cfg)  # None without databases; GeoError when a configured one is bad
     seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
                kinds=EVENT_KINDS, lean=True)
@@ -126,6 +95,6 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
     return Analysis(
         findings=findings, aggregates=agg,
         lines=seen.lines, unparsed=seen.unparsed,
-        sources=list(paths), trusted=list(trusted),
+        sources=list(paths), trusted=networks.networks,
         targeted_users=targeted_users(agg, cfg), input=seen.summary(),
     )

@@ -15,7 +15,6 @@ from typing import Any
 
 from . import config as config_mod
 from .aggregate import Aggregates, SenderStats, network_of, top
-from .analysis import system_trusted
 from .correlate import Message
 from .detect import Finding
 from .detect import run as run_detectors
@@ -23,6 +22,7 @@ from .enrich.geo import GeoDB
 from .inputs import InputSummary
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
 from .pipeline import run
+from .postfix.mynetworks import resolve_trusted
 from .sources import files
 from .timefmt import iso
 
@@ -111,7 +111,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     `.input.require()` tells whether the logs held anything to look in."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs(config_dir)
-    agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted(config_dir))
+    agg = Aggregates(resolve_trusted(cfg, trusted, config_dir).contains)
     agg.geo = GeoDB.open(cfg)
     inv = Investigation(kind, subject)
     if kind == "user":

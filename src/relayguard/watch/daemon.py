@@ -33,6 +33,7 @@ from ..detect import run as run_detectors
 from ..parse import Event, LineParser
 from ..parse.event import AUTH_FAILURE, CLIENT, DELIVERY, EXPIRED, PICKUP, REJECT
 from ..pipeline import QUEUE_IDLE
+from ..postfix.mynetworks import resolve_trusted
 from ..state import Store, resolve_path
 from .checkpoints import Checkpoints
 from .follow import FileFollower
@@ -85,7 +86,8 @@ class Watcher:
         self.ready = threading.Event()  # set once sources, state and /metrics are up
         self.metrics_address: tuple[str, int] | None = None
         self.dedupe = Deduper(s.cooldown)
-        self.windows = Windows(s.trusted or _default_trusted(s.postfix_config_dir), s.window)
+        self.windows = Windows(resolve_trusted(cfg, None, s.postfix_config_dir).contains,
+                               s.window)
         self.bruteforce = BruteForce(s.bf_max_failures, s.bf_window)
         self.correlator = Correlator(max_idle=QUEUE_IDLE)
         self.queue_state = Hysteresis(s.queue_threshold, s.queue_recover)
@@ -487,12 +489,6 @@ class Watcher:
         self._dirty = False
         log.debug("checkpoint: %s", ", ".join(f"{c.source}@{c.offset}" if c.cursor is None
                                                 else f"{c.source}@{c.cursor}" for c in cps))
-
-
-def _default_trusted(config_dir: str | None) -> list[str]:
-    from ..analysis import system_trusted
-
-    return system_trusted(config_dir)
 
 
 def _human(sec: float) -> str:

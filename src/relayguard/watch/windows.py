@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable
 
 from ..aggregate import BUCKET, Aggregates
 from ..correlate import Message
@@ -23,8 +23,9 @@ MAX_STEPS = 6
 
 
 class Windows:
-    def __init__(self, trusted: Iterable[str], window: float, bucket: int = BUCKET) -> None:
-        self.trusted = list(trusted)
+    def __init__(self, trusted: Callable[[str], bool] | None, window: float,
+                 bucket: int = BUCKET) -> None:
+        self.trusted = trusted  # TrustedNetworks.contains
         # A whole number of detector buckets, so that burst buckets are never cut in two.
         self.bucket = bucket * max(1, math.ceil(window / bucket / MAX_STEPS))
         self.count = max(1, math.ceil(window / self.bucket))
