@@ -87,17 +87,31 @@ class Simulation:
         header = self._header
         last_t = w.t_begin
         first_t: float | None = None
-        # The syslog header changes once a second, not once a line: rebuilt only then.
-        while agenda:
-            start, i, g = agenda[0]
+        padded = False
+        never = float("inf")
+        due: list[tuple[float, int, str]] = []  # what goes out now, in this order
+        while True:
+            if not agenda and not padded:
+                # Top up to the requested size with quiet single lines before the end: streams
+                # stop a few lines short of their budgets rather than overshoot.
+                padded = True
+                seq = self._pad(heap, seq, emitted + len(due), last_t)
+                if heap:
+                    last_t = max(heap)[0]  # the last line out is the latest
+            start = agenda[0][0] if agenda else never
             while heap and heap[0][0] <= start:
-                t, _, body = pop(heap)
+                due.append(pop(heap))
+            for t, _, body in due:
                 sec = int(t)
-                if sec != last_sec:
+                if sec != last_sec:  # the header changes once a second, not once a line
                     last_sec = sec
                     hdr = header(sec)
                 emitted += 1
                 yield hdr + body
+            due.clear()
+            if not agenda:
+                break
+            start, i, g = agenda[0]
             ep = next(g, None)
             nxt = next(g, None)
             if nxt is None:
@@ -114,19 +128,21 @@ class Simulation:
                 emitted += 1
                 yield out.malformed(ep, start, emitted)
                 continue
+            # the first line goes out next, before any later one: at the episode's start
             t, body = ep[0]
-            sec = int(t)
-            if sec != last_sec:
-                last_sec = sec
-                hdr = header(sec)
-            emitted += 1
-            yield hdr + body
+            due.append((t, 0, body))
             for k in range(1, len(ep)):
                 t, body = ep[k]
                 seq += 1
                 push(heap, (t, seq, body))
-        # Top up to the requested size with quiet single lines before the end: streams stop a
-        # few lines short of their budgets rather than overshoot.
+        self.emitted = emitted
+        self.first_t = first_t if first_t is not None else w.t_begin
+        self.last_t = last_t
+
+    def _pad(self, heap: list[tuple[float, int, str]], seq: int, emitted: int,
+             last_t: float) -> int:
+        """Queue the quiet lines that bring the file to its requested size; returns `seq`."""
+        w = self.world
         short = self.target - emitted - len(heap)
         if short > 0:
             rng = w.rng("pad")
@@ -135,19 +151,8 @@ class Simulation:
             for k in range(short):
                 t = t_a + (t_b - t_a) * (k + rng.random()) / short
                 seq += 1
-                push(heap, (t, seq, out.noise_line(rng, t)))
-        while heap:
-            t, _, body = pop(heap)
-            sec = int(t)
-            if sec != last_sec:
-                last_sec = sec
-                hdr = header(sec)
-            emitted += 1
-            last_t = t
-            yield hdr + body
-        self.emitted = emitted
-        self.first_t = first_t if first_t is not None else w.t_begin
-        self.last_t = last_t
+                heapq.heappush(heap, (t, seq, self.out.noise_line(rng, t)))
+        return seq
 
     def _header(self, sec: int) -> str:
         """`Jun 21 08:34:30 mail ` for second `sec` of the internal clock."""
