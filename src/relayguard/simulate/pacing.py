@@ -13,6 +13,8 @@ from random import Random
 
 from .world import World
 
+# What one actor causes at one moment: (time, text) lines, the first the earliest; the merge
+# writes that first line at the moment the stream announced, the others at their own times.
 Episode = list[tuple[float, str]]
 
 

@@ -39,9 +39,9 @@ class Simulation:
         w = self.world = World(scenario, lines, seed, start, host)
         self.attacks = attacks_of(scenario)
         names = {m.NAME for m in self.attacks}
-        self.culprits = {m.NAME: m.plan(w) for m in self.attacks}
+        self.attack_culprits = {m.NAME: m.plan(w) for m in self.attacks}
         for m in self.attacks:
-            w.culprits += self.culprits[m.NAME]
+            w.culprits += self.attack_culprits[m.NAME]
         if any(m.FILLS_QUEUE for m in self.attacks):
             w.symptoms.append({"kind": "queue_surge", "subject": "deferred",
                                "note": "spam deferrals stay queued"})
@@ -68,7 +68,7 @@ class Simulation:
         w, out = self.world, self.out
         streams = baseline.streams(w, out, self.base_budget)
         for m in self.attacks:
-            streams += m.streams(w, out, self.attack_budget[m.NAME], self.culprits[m.NAME])
+            streams += m.streams(w, out, self.attack_budget[m.NAME], self.attack_culprits[m.NAME])
         agenda: list[tuple[float, int, Iterator]] = []
         for i, g in enumerate(streams):
             t0 = next(g, None)
@@ -128,7 +128,7 @@ class Simulation:
                 emitted += 1
                 yield out.malformed(ep, start, emitted)
                 continue
-            # the first line goes out next, before any later one: at the episode's start
+            # the first line goes out next, before any later one: at the announced start
             t, body = ep[0]
             due.append((t, 0, body))
             for k in range(1, len(ep)):

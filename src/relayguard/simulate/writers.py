@@ -148,7 +148,8 @@ class Writer:
         self.pids = Pids(pid_rng)
         self.qid = QueueIds()
         self.opendkim_pid = self.pids.new()
-        # read on every delivery: kept here rather than looked up through the world
+        # read on every delivery: kept here rather than looked up through the world (which
+        # the scenarios have finished planning before any writer is made)
         self.local_set = world.local_set
         self.upgrade_at = world.upgrade_at
         self.blocked_since = world.blocked_since
