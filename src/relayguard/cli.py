@@ -125,6 +125,8 @@ LAZY_COMMANDS = {
     "password-check": "relayguard.audit.cli:password_check",
     "trusted": "relayguard.trusted.cli:trusted",
     "firewall": "relayguard.firewall.cli:firewall",
+    "setup": "relayguard.respond.setup_cli:setup",
+    "status": "relayguard.respond.setup_cli:status",
 }
 
 

@@ -30,6 +30,7 @@ log = logging.getLogger("relayguard.respond")
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 OUTPUT_LIMIT = 4000  # bytes of a command's output kept for the log and the audit trail
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+SYSTEM_POSTFIX_DIR = "/etc/postfix"
 
 
 class RespondError(Exception):
@@ -58,6 +59,15 @@ def one_line(text: str, limit: int = 200) -> str:
 def find_program(name: str) -> str | None:
     """PATH first, then the sbin directories (often not on a service's or a user's PATH)."""
     return find_tool(name)
+
+
+def in_instance(path: str, default: str, config_dir: str | None) -> str:
+    """The shipped default map path (`/etc/postfix/NAME`) follows the Postfix instance: with
+    postfix_config_dir (or --config-dir) naming another instance, the map lives beside that
+    instance's main.cf. A path the configuration names explicitly is kept as it is."""
+    if config_dir and path == default and str(Path(config_dir)) != SYSTEM_POSTFIX_DIR:
+        return str(Path(config_dir) / Path(default).name)
+    return path
 
 
 # ------------------------------------------------------------------------- argv templates

@@ -1,0 +1,235 @@
+"""Are bans and locks really enforced? `relayguard status`, `relayguard setup postfix`, and the
+NOT ENFORCED warning of `ban add` / `lock`, against a real Postfix 3.7 of our own (its main.cf
+is edited: not the session's shared instance) and a real `relayguard policy serve`.
+
+The relayguard configuration is the default one, but for where things live: the state in tmp,
+[respond] postfix_config_dir = the instance (so the default lock map lands beside its
+main.cf, never under /etc/postfix), [policy] listen = a free loopback port, and the ban
+allowlist narrowed to 127.0.0.1 (the test's clients come from other 127.x addresses).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import FakeInternet, PostfixInstance, send_mail
+from relayguard.respond.enforcement import Current, Wanted, plan
+from test_policy_server import RELAYGUARD, free_tcp_port, wait_listening
+
+RCPT = "info@relayguard.test"  # a local alias: relay control lets anyone write to it
+# Existing restrictions of the instance, which setup must keep (and work around).
+RECIPIENT_BEFORE = "reject_non_fqdn_recipient, permit_sasl_authenticated, reject_unauth_destination"
+
+
+class Env:
+    def __init__(self, tmp: Path, pf: PostfixInstance, port: int) -> None:
+        self.tmp, self.pf, self.port = tmp, pf, port
+        self.main_cf = pf.config_dir / "main.cf"
+        self.config = tmp / "relayguard.toml"
+        self.config.write_text(
+            f'[state]\npath = "{tmp / "state.db"}"\n'
+            f'[respond]\npostfix_config_dir = "{pf.config_dir}"\n'
+            f'[policy]\nlisten = ["127.0.0.1:{port}"]\n'
+            f'[setup]\nbackup_dir = "{tmp / "backups"}"\n'
+            # clients of the test play the internet from 127.x: only 127.0.0.1 stays unbannable
+            '[bruteforce]\nallow = ["127.0.0.1/32"]\n')
+        self.server: subprocess.Popen[bytes] | None = None
+
+    def rg(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A relayguard command as a person runs it (stdin is no terminal)."""
+        return subprocess.run([RELAYGUARD, *args, "--config", str(self.config)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=120)
+
+    def send(self, source_ip: str, user: str | None = None) -> tuple[int, str]:
+        """(code, text) of the reply to RCPT (or to DATA when the recipient was taken)."""
+        r = send_mail(self.pf, sender=f"{user or 'someone'}@relayguard.test", recipients=[RCPT],
+                      source_ip=source_ip, user=user,
+                      password=self.pf.password(user) if user else None)[0]
+        return r.refused[RCPT] if r.refused else (r.code or 0, r.reply)
+
+    def postconf(self, name: str) -> str:
+        return subprocess.run(["postconf", "-c", str(self.pf.config_dir), "-h", name],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _until(pred: Any, timeout: float = 10.0) -> Any:
+    """smtpd processes pick up a reload, a rebuilt map, the policy server a new ban (it
+    rereads the state every 2 s by default) as they turn over: allow a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory,
+        fake_internet: FakeInternet) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("enforcement")
+    pf = PostfixInstance(relayhost=fake_internet.address, syslog_name="rg-enforce",
+                         reapable=True,
+                         main_cf={"smtpd_recipient_restrictions": RECIPIENT_BEFORE})
+    pf.start()
+    e = Env(tmp, pf, free_tcp_port())
+    with open(tmp / "policy.log", "ab") as log:
+        e.server = subprocess.Popen([RELAYGUARD, "policy", "serve", "--config", str(e.config)],
+                                    stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(e.port, e.server)  # type: ignore[arg-type]
+        yield e
+    finally:
+        e.server.terminate()
+        e.server.wait(10)
+        pf.stop()
+
+
+@pytest.mark.postfix
+def test_setup_postfix_makes_bans_and_locks_enforced_and_undo_restores(env: Env) -> None:
+    original = env.main_cf.read_bytes()
+    cdir = str(env.pf.config_dir)
+
+    # 1. Out of the box nothing consults the state: status says so, and names the fix.
+    r = env.rg("status")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Bans:  NOT ENFORCED" in r.stdout and "Locks: NOT ENFORCED" in r.stdout
+    assert "has no check_policy_service inet:127.0.0.1:" in r.stdout
+    assert "has no check_sasl_access hash:" in r.stdout
+    assert "run 'relayguard setup postfix'" in r.stdout
+    doc = json.loads(env.rg("status", "--format", "json").stdout)
+    assert doc["ok"] is False and doc["enforcement"]["bans_enforced"] is False
+    assert {p["id"] for p in doc["problems"]} == {"policy_service", "lock_map"}
+    assert doc["enforcement"]["config_dir"] == cdir
+
+    # 2. A ban now is recorded, says loudly that it is not enforced — and indeed is not.
+    r = env.rg("ban", "add", "127.0.2.9", "--reason", "test")
+    assert r.returncode == 0 and "Banned 127.0.2.9" in r.stdout
+    assert "NOT ENFORCED: Postfix does not consult the policy server" in r.stderr
+    assert "relayguard setup postfix" in r.stderr
+    assert env.send("127.0.2.9")[0] == 250
+    assert env.rg("ban", "remove", "127.0.2.9").returncode == 0
+
+    # 3. Without --apply: the exact commands, nothing written; without --yes: refused.
+    r = env.rg("setup", "postfix")
+    assert r.returncode == 0, r.stderr
+    assert f"postconf -c {cdir} -e 'smtpd_recipient_restrictions = check_sasl_access " in r.stdout
+    r = env.rg("setup", "postfix", "--apply")
+    assert r.returncode == 2 and "refusing to change main.cf without confirmation" in r.stderr
+    assert env.main_cf.read_bytes() == original
+
+    # 4. Applied: the existing restrictions are kept, ours where they take effect.
+    r = env.rg("setup", "postfix", "--apply", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Postfix reloaded." in r.stdout and "Audit entry #" in r.stdout
+    sasl_map = env.pf.config_dir / "relayguard_sasl_access"
+    assert env.postconf("smtpd_recipient_restrictions") == (
+        f"check_sasl_access hash:{sasl_map}, {RECIPIENT_BEFORE}, check_policy_service "
+        f"{{ inet:127.0.0.1:{env.port}, default_action=DUNNO }}")
+    assert Path(f"{sasl_map}.db").exists()
+    applied = env.main_cf.read_bytes()
+    r = env.rg("status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Bans:  enforced" in r.stdout and "Locks: enforced" in r.stdout
+    assert "Everything configured is enforced." in r.stdout
+    doc = json.loads(env.rg("status", "--format", "json").stdout)
+    assert doc["ok"] is True and doc["problems"] == []
+    assert {c["id"]: c["ok"] for c in doc["enforcement"]["checks"]} == {
+        "policy_service": True, "policy_server": True, "lock_map": True}
+
+    # 5. A lock refuses the login's next authenticated mail; other logins are unaffected.
+    assert env.send("127.0.1.7", "dave")[0] == 250
+    r = env.rg("lock", "dave", "--reason", "password guessed")
+    assert r.returncode == 0 and "Locked dave@relayguard.test" in r.stdout
+    assert "NOT ENFORCED" not in r.stderr and "cannot verify" not in r.stderr
+    got = _until(lambda: (c := env.send("127.0.1.7", "dave"))[0] == 554 and c)
+    assert got, env.send("127.0.1.7", "dave")
+    assert "5.7.1" in got[1] and "Account locked by the administrator" in got[1]
+    assert env.send("127.0.1.7", "erin")[0] == 250
+
+    # 6. A ban refuses that client (the policy server, which Postfix now asks).
+    r = env.rg("ban", "add", "127.0.2.9", "--reason", "brute force")
+    assert r.returncode == 0 and "NOT ENFORCED" not in r.stderr, r.stderr
+    got = _until(lambda: (c := env.send("127.0.2.9"))[0] == 554 and c)
+    assert got and "client address is blocked" in got[1]
+    assert env.send("127.0.2.10")[0] == 250
+    doc = json.loads(env.rg("status", "--format", "json").stdout)
+    assert doc["bans"]["active"] == 1 and doc["bans"]["shown"][0]["ip"] == "127.0.2.9"
+    assert [lk["user"] for lk in doc["locks"]["shown"]] == ["dave@relayguard.test"]
+
+    # 7. Idempotent: a second run has nothing to do and touches nothing.
+    r = env.rg("setup", "postfix", "--apply", "--yes")
+    assert r.returncode == 0 and "Nothing to change" in r.stdout, r.stdout + r.stderr
+    assert env.main_cf.read_bytes() == applied
+
+    # 8. Undo: main.cf byte for byte as it was; status is back to "not enforced".
+    r = env.rg("setup", "postfix", "--undo", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "main.cf restored byte for byte." in r.stdout
+    assert env.main_cf.read_bytes() == original
+    assert "Nothing to undo" in env.rg("setup", "postfix", "--undo", "--yes").stdout
+    assert env.rg("status").returncode == 1
+    history = env.rg("history", "--format", "json")
+    assert history.returncode == 0, history.stderr
+    entries = json.loads(history.stdout)
+    entries = entries if isinstance(entries, list) else entries.get("entries", [])
+    actions = [e["action"] for e in entries]
+    assert "setup-postfix" in actions and "setup-postfix-undo" in actions
+
+
+@pytest.mark.postfix
+def test_status_names_a_policy_server_that_does_not_answer(env: Env, tmp_path: Path) -> None:
+    """main.cf may ask a policy server that is not running: bans are then not enforced (the
+    service is fail-open), and status says which address did not answer."""
+    dead = free_tcp_port()
+    cfg = tmp_path / "dead.toml"
+    cfg.write_text(env.config.read_text().replace(f"127.0.0.1:{env.port}", f"127.0.0.1:{dead}"))
+    r = subprocess.run([RELAYGUARD, "status", "--config", str(cfg), "--format", "json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    by_id = {c["id"]: c for c in doc["enforcement"]["checks"]}
+    assert by_id["policy_server"]["ok"] is False
+    assert f"127.0.0.1:{dead}" in by_id["policy_server"]["detail"]
+
+
+# ------------------------------------------------------------------ planning, no Postfix
+
+def _plan(recipient: str, relay: str = "permit_mynetworks, reject_unauth_destination",
+          client: str = "", **wanted: Any) -> dict[str, str]:
+    w = Wanted("/x", wanted.pop("backend", "state"), "127.0.0.1:10031", "tcp", "127.0.0.1",
+               10031, lock_map="hash:/x/relayguard_sasl_access", **wanted)
+    raw = {"smtpd_recipient_restrictions": recipient, "smtpd_client_restrictions": client,
+           "smtpd_relay_restrictions": relay}
+    return {e.param: e.after for e in plan(w, Current(raw, dict(raw), "/q")).edits}
+
+
+POLICY = "check_policy_service { inet:127.0.0.1:10031, default_action=DUNNO }"
+LOCK = "check_sasl_access hash:/x/relayguard_sasl_access"
+
+
+def test_plan_edits_existing_lists_and_is_idempotent() -> None:
+    assert _plan("") == {"smtpd_recipient_restrictions": f"{LOCK}, {POLICY}"}
+    old = "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, " \
+          "check_policy_service unix:private/postgrey"
+    after = _plan(old)["smtpd_recipient_restrictions"]
+    assert after == (f"{LOCK}, permit_mynetworks, permit_sasl_authenticated, "
+                     f"reject_unauth_destination, {POLICY}, check_policy_service "
+                     "unix:private/postgrey")
+    assert _plan(after) == {}
+    # Misplaced: the lock map after a permit, the policy service before relay control.
+    assert _plan(f"permit_sasl_authenticated, {LOCK}, {POLICY}, reject_unauth_destination") == {
+        "smtpd_recipient_restrictions": f"{LOCK}, permit_sasl_authenticated, "
+                                        f"reject_unauth_destination, {POLICY}"}
+    # The postfix-access backend: its cidr map first in the client restrictions.
+    edits = _plan(f"{LOCK}, {POLICY}", client="permit_mynetworks, reject_rbl_client zen.x",
+                  backend="postfix-access", access_map="/x/relayguard_access.cidr")
+    assert edits == {"smtpd_client_restrictions": "check_client_access "
+                     "cidr:/x/relayguard_access.cidr, permit_mynetworks, reject_rbl_client zen.x"}
