@@ -122,6 +122,9 @@ def open_postfix(config_dir: str) -> Postfix:
     """The instance's tools; TrustedError (a message for people) when it cannot be read."""
     if not find_program("postconf"):
         raise TrustedError("postconf not found: is Postfix installed? (apt-get install postfix)")
+    if not (Path(config_dir) / "main.cf").is_file():
+        raise TrustedError(f"no main.cf in {config_dir} (is Postfix installed and configured? "
+                           "another instance: --config-dir DIR or [respond] postfix_config_dir)")
     return Postfix(config_dir)
 
 
@@ -325,7 +328,7 @@ def check(cfg: dict[str, Any] | None, config_dir: str | None = None, *,
     try:
         cur = read_current(open_postfix(w.config_dir))
     except TrustedError as exc:
-        rep.error = f"cannot read the Postfix configuration in {w.config_dir}: {exc}"
+        rep.error = f"cannot read the Postfix configuration: {exc}"
     qdir = cur.queue_directory if cur else ""
     need_policy = w.backend in ("state", "command") or not w.lock_map
 

@@ -54,9 +54,17 @@ def setup() -> None:
 
 def _print_plan(w: Wanted, p: Plan) -> None:
     if p.create:
-        click.echo("Create the maps main.cf will name (empty, or from the active locks/bans):")
+        # A table main.cf names but that does not exist fails every lookup (451 for all mail).
+        click.echo("The maps main.cf will name must exist first (--apply builds them from the "
+                   "active locks and bans); by hand:")
         for path in p.create:
-            click.echo(f"  {_clean(path)}")
+            if w.lock_map and path == str(w.lock_index):
+                kind, _, source = w.lock_map.partition(":")
+                click.echo(f"  {_clean(shlex.join(['touch', source]))}")
+                if kind != "texthash":
+                    click.echo(f"  {_clean(shlex.join(['postmap', '-c', w.config_dir, w.lock_map]))}")
+            else:
+                click.echo(f"  {_clean(shlex.join(['touch', path]))}")
     click.echo("main.cf changes:")
     for e in p.edits:
         click.echo(f"  {_clean(e.command_line(w.config_dir))}")
@@ -100,7 +108,7 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
         pf = open_postfix(w.config_dir)
         cur = read_current(pf)
     except TrustedError as exc:
-        _fail(f"cannot read the Postfix configuration in {w.config_dir}: {exc}")
+        _fail(f"cannot read the Postfix configuration: {exc}")
     if undo:
         _undo(pf, cfg, state_path, yes)
         return
