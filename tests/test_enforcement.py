@@ -233,3 +233,36 @@ def test_plan_edits_existing_lists_and_is_idempotent() -> None:
                   backend="postfix-access", access_map="/x/relayguard_access.cidr")
     assert edits == {"smtpd_client_restrictions": "check_client_access "
                      "cidr:/x/relayguard_access.cidr, permit_mynetworks, reject_rbl_client zen.x"}
+
+
+@pytest.mark.postfix
+def test_watch_warns_at_start_and_its_heartbeat_shows_in_status(env: Env,
+                                                                tmp_path: Path) -> None:
+    """`watch` says at start that nothing enforces its bans; while it runs, status sees its
+    heartbeat; after SIGTERM it is reported as not running."""
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    cfg = tmp_path / "watch.toml"
+    cfg.write_text(env.config.read_text() + '[watch]\nqueue_poll = "0"\nmetrics_listen = ""\n'
+                   'poll_interval = "0.05s"\n')
+    status = [RELAYGUARD, "status", "--config", str(cfg), "--format", "json"]
+    assert json.loads(subprocess.run(status, capture_output=True, text=True).stdout
+                      )["watch"]["running"] is False
+    err = tmp_path / "watch.err"
+    with open(err, "w") as fh:
+        proc = subprocess.Popen([RELAYGUARD, "watch", "--config", str(cfg), "--log", str(log)],
+                                stderr=fh, stdout=subprocess.DEVNULL)
+    try:
+        watch = _until(lambda: (w := json.loads(subprocess.run(
+            status, capture_output=True, text=True).stdout)["watch"])["running"] and w, 20)
+        assert watch, err.read_text()
+        assert watch["pid"] == proc.pid and watch["sources"] == [str(log)]
+        text = err.read_text()
+        assert ("NOT ENFORCED: Postfix does not consult the policy server — run "
+                "'relayguard setup postfix'") in text
+        assert "NOT ENFORCED: Postfix does not consult the policy server or the lock map" in text
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+    doc = json.loads(subprocess.run(status, capture_output=True, text=True).stdout)
+    assert doc["watch"]["running"] is False
