@@ -77,7 +77,10 @@ def env() -> Iterator[Env]:
     # Both maps exist (empty) before Postfix starts: a missing table fails every lookup.
     e.access.write_text("# empty\n")
     e.sasl.write_text("# empty\n")
-    subprocess.run(["postmap", f"hash:{e.sasl}"], check=True)
+    # postmap reads a main.cf: an empty one of our own, never the system's (maybe none).
+    (maps / "postmap-conf").mkdir()
+    (maps / "postmap-conf" / "main.cf").write_text("")
+    subprocess.run(["postmap", "-c", str(maps / "postmap-conf"), f"hash:{e.sasl}"], check=True)
     pf = PostfixInstance(
         mynetworks="127.0.0.0/28", syslog_name="rg-respond", reapable=True,
         main_cf={"smtpd_client_restrictions": f"check_client_access cidr:{e.access}",
@@ -173,7 +176,8 @@ def test_locked_login_is_refused_unlock_restores(env: Env, state: SqliteShared,
     assert lock.user == "alice@relayguard.test"
     assert json.loads(out.read_text()) == ["user", "logout", "alice@relayguard.test"]
     assert "alice@relayguard.test\tREJECT" in env.sasl.read_text()
-    r = subprocess.run(["postmap", "-q", "alice@relayguard.test", f"hash:{env.sasl}"],
+    r = subprocess.run(["postmap", "-c", str(env.pf.config_dir), "-q", "alice@relayguard.test",
+                        f"hash:{env.sasl}"],
                        capture_output=True, text=True, check=False)
     assert r.stdout.strip() == "REJECT Account locked by the administrator"
     code, reply = env.send(user="alice")
