@@ -266,3 +266,66 @@ def test_watch_warns_at_start_and_its_heartbeat_shows_in_status(env: Env,
         assert proc.wait(20) == 0
     doc = json.loads(subprocess.run(status, capture_output=True, text=True).stdout)
     assert doc["watch"]["running"] is False
+
+
+@pytest.mark.postfix
+def test_master_cf_service_with_lists_of_its_own(postfix_requirements: None,
+                                                  tmp_path: Path) -> None:
+    """A submission service with its own -o smtpd_recipient_restrictions skips main.cf's:
+    status names it; setup gives it the checks through a main.cf parameter (postconf -P -e
+    takes no white space) and undo restores main.cf and master.cf byte for byte. Postfix is
+    not running here: postconf reads the directory, no reload."""
+    d = tmp_path / "etc"
+    d.mkdir()
+    (d / "main.cf").write_text("compatibility_level = 3.6\n"
+                               "smtpd_relay_restrictions = permit_sasl_authenticated, "
+                               "reject_unauth_destination\n")
+    (d / "master.cf").write_text("smtp inet n - y - - smtpd\nsubmission inet n - y - - smtpd\n"
+                                 "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,"
+                                 "reject\n")
+    before = {f: (d / f).read_bytes() for f in ("main.cf", "master.cf")}
+    cfg = tmp_path / "rg.toml"
+    cfg.write_text(f'[respond]\npostfix_config_dir = "{d}"\n[state]\npath = "{tmp_path}/s.db"\n'
+                   f'[setup]\nbackup_dir = "{tmp_path}/bk"\n')
+
+    def rg(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RELAYGUARD, *args, "--config", str(cfg)], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=60)
+
+    def service_problems() -> list[str]:
+        doc = json.loads(rg("status", "--format", "json").stdout)
+        return [p["id"] for p in doc["problems"] if p["id"].startswith("service:")]
+
+    assert service_problems() == ["service:submission/inet"]
+    r = rg("setup", "postfix", "--apply", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "-P -e 'submission/inet/smtpd_recipient_restrictions=$relayguard_submission_inet_" \
+           "recipient_restrictions'" in r.stdout
+    seen = subprocess.run(["postconf", "-c", str(d), "-xP",
+                           "submission/inet/smtpd_recipient_restrictions"],
+                          capture_output=True, text=True, check=True).stdout
+    assert seen.split(" = ", 1)[1].startswith(f"check_sasl_access hash:{d}/relayguard_sasl_access"
+                                              ", check_policy_service {")
+    assert seen.rstrip().endswith("permit_sasl_authenticated, reject")
+    assert service_problems() == []
+    assert "Nothing to change" in rg("setup", "postfix", "--apply", "--yes").stdout
+    r = rg("setup", "postfix", "--undo", "--yes")
+    assert r.returncode == 0 and "main.cf and master.cf restored byte for byte." in r.stdout
+    assert {f: (d / f).read_bytes() for f in before} == before
+
+
+def test_plan_edits_the_main_cf_parameter_an_override_refers_to() -> None:
+    """-o smtpd_recipient_restrictions=$mua_recipient_restrictions (Debian's template): the
+    edit goes to that main.cf parameter, master.cf stays as it is."""
+    w = Wanted("/x", "state", "127.0.0.1:10031", "tcp", "127.0.0.1", 10031,
+               lock_map="hash:/x/relayguard_sasl_access")
+    raw = {"smtpd_recipient_restrictions": f"{LOCK}, {POLICY}", "smtpd_client_restrictions": "",
+           "smtpd_relay_restrictions": "reject_unauth_destination"}
+    mua = "permit_sasl_authenticated, reject"
+    cur = Current(raw, dict(raw), "/q",
+                  {"submission/inet": {"smtpd_recipient_restrictions": "$mua_recipient_restrictions"}},
+                  {"submission/inet": {"smtpd_recipient_restrictions": mua}})
+    [edit] = plan(w, cur).edits
+    assert (edit.param, edit.service, edit.origin) == ("mua_recipient_restrictions", None,
+                                                       "submission/inet")
+    assert edit.after == f"{LOCK}, {POLICY}, {mua}"

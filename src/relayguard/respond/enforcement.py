@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import shlex
 import socket
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..audit.postconf import parse_assignments
 from ..audit.restrictions import name_of, split
 from ..policy.server import parse_listen
 from ..trusted.mynetworks import TrustedError
@@ -106,16 +108,35 @@ class Current:
     raw: dict[str, str]
     expanded: dict[str, str]
     queue_directory: str
+    # master.cf `-o` overrides of the restriction lists: "submission/inet" -> {param: value}
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    overrides_x: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def items(self, name: str) -> list[str]:
         return split(self.expanded.get(name, ""))
+
+    def for_service(self, service: str) -> Current:
+        """The lists as one master.cf service sees them (its -o overrides win)."""
+        return Current({**self.raw, **self.overrides.get(service, {})},
+                       {**self.expanded, **self.overrides_x.get(service, {})},
+                       self.queue_directory)
+
+
+def _overrides(text: str) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(text).items():
+        service, _, param = key.rpartition("/")
+        if param in (RECIPIENT, CLIENT, RELAY) and service:
+            out.setdefault(service, {})[param] = value
+    return out
 
 
 def read_current(pf: Postfix) -> Current:
     names = [RECIPIENT, CLIENT, RELAY]
     raw = pf.values(names, expand=False)
     expanded = pf.values([*names, "queue_directory"])
-    return Current(raw, expanded, expanded.get("queue_directory", ""))
+    return Current(raw, expanded, expanded.get("queue_directory", ""),
+                   _overrides(pf.postconf("-P")), _overrides(pf.postconf("-xP")))
 
 
 def open_postfix(config_dir: str) -> Postfix:
@@ -433,6 +454,18 @@ def check(cfg: dict[str, Any] | None, config_dir: str | None = None, *,
                                 "bans go to an external tool ([bruteforce] ban_command): "
                                 "relayguard cannot verify it", needed=False))
 
+    # -- master.cf services with lists of their own (submission, smtps) that lack ours
+    if cur is not None:
+        by_service: dict[str, list[str]] = {}
+        for e in plan(w, cur).edits:
+            if e.origin:
+                by_service.setdefault(e.origin, []).extend(e.added + e.moved)
+        for service, missing in by_service.items():
+            rep.checks.append(Check(f"service:{service}", f"{service} in master.cf", False,
+                                    "has restriction lists of its own (-o) without "
+                                    f"{'; '.join(dict.fromkeys(missing))}: its clients skip "
+                                    "them", FIX))
+
     if rep.error is not None:  # only the nftables table can be seen without Postfix
         rep.bans = True if backend_ok else None
         rep.locks = None
@@ -449,6 +482,10 @@ def warning_for(action: str, rep: Report) -> str | None:
     if rep.error is not None:
         return (f"cannot verify that {action} are enforced: {rep.error}")
     state = rep.bans if action == "bans" else rep.locks
+    services = [c.id.removeprefix("service:") for c in rep.problems if c.id.startswith("service:")]
+    if state and services and not (action == "bans" and rep.backend == "nftables"):
+        return (f"NOT ENFORCED on {', '.join(services)}: master.cf gives it restrictions of "
+                f"its own without relayguard's — {FIX}")
     if state:
         return None
     if state is None:
@@ -482,16 +519,25 @@ class Edit:
     after: str
     added: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    service: str | None = None  # a master.cf override (postconf -P) instead of main.cf
+    origin: str | None = None   # the master.cf service this edit is for
+
+    def args(self) -> list[str]:
+        """postconf's arguments after `-c DIR`."""
+        if self.service:
+            return ["-P", "-e", f"{self.service}/{self.param}={self.after}"]
+        return ["-e", f"{self.param} = {self.after}"]
 
     def argv(self, config_dir: str) -> list[str]:
-        return ["postconf", "-c", config_dir, "-e", f"{self.param} = {self.after}"]
+        return ["postconf", "-c", config_dir, *self.args()]
 
     def command_line(self, config_dir: str) -> str:
         return shlex.join(self.argv(config_dir))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"param": self.param, "before": self.before, "after": self.after,
-                "added": self.added, "moved": self.moved}
+        return {"param": self.param, "service": self.service, "origin": self.origin,
+                "before": self.before, "after": self.after, "added": self.added,
+                "moved": self.moved}
 
 
 @dataclass
@@ -516,9 +562,8 @@ def _join(items: list[str]) -> str:
     return ", ".join(items)
 
 
-def plan(w: Wanted, cur: Current) -> Plan:
-    """The main.cf edits that make bans and locks enforced, existing restrictions kept."""
-    p = Plan(w.config_dir)
+def _edit_lists(w: Wanted, cur: Current, p: Plan, only: set[str] | None = None) -> None:
+    """Append to `p` the edits of the recipient (and client) list that `cur` needs."""
     qdir = cur.queue_directory
     items = _base(cur, RECIPIENT)
     before = list(items)
@@ -558,9 +603,9 @@ def plan(w: Wanted, cur: Current) -> Plan:
             items.insert(pos, existing or want)
             if existing is None:
                 added.append(want)
-    if items != before:
+    if items != before and (only is None or RECIPIENT in only):
         p.edits.append(Edit(RECIPIENT, cur.raw.get(RECIPIENT, ""), _join(items), added, moved))
-    if w.access_map:
+    if w.access_map and (only is None or CLIENT in only):
         items = _base(cur, CLIENT)
         before = list(items)
         want = access_item(w)
@@ -575,4 +620,31 @@ def plan(w: Wanted, cur: Current) -> Plan:
                                 [want] if i is None else [], [] if i is None else [want]))
         if not Path(w.access_map).exists():
             p.create.append(w.access_map)
+
+
+def plan(w: Wanted, cur: Current) -> Plan:
+    """The main.cf (and master.cf) edits that make bans and locks enforced, existing
+    restrictions kept."""
+    p = Plan(w.config_dir)
+    _edit_lists(w, cur, p)
+    seen = {e.param for e in p.edits}
+    for service, params in sorted(cur.overrides.items()):
+        sub = Plan(w.config_dir)
+        # The service's own lists, as if main.cf had no edit pending: what it needs itself.
+        _edit_lists(w, cur.for_service(service), sub, set(params) & {RECIPIENT, CLIENT})
+        for e in sub.edits:
+            raw = params[e.param].strip()
+            ref = re.fullmatch(r"\$\{?(\w+)\}?", raw)
+            if ref:  # -o smtpd_recipient_restrictions=$mua_recipient_restrictions: edit that
+                if ref.group(1) not in seen:
+                    seen.add(ref.group(1))
+                    p.edits.append(Edit(ref.group(1), cur.overrides_x[service].get(e.param, ""),
+                                        e.after, e.added, e.moved, origin=service))
+                continue
+            # postconf -P -e takes no white space: the list goes to main.cf under a name of
+            # its own, which the override refers to (as Debian's $mua_* parameters do).
+            name = f"relayguard_{re.sub(r'[^0-9A-Za-z]+', '_', service)}_" \
+                   f"{e.param.removeprefix('smtpd_')}"
+            p.edits.append(Edit(name, "", e.after, e.added, e.moved, origin=service))
+            p.edits.append(Edit(e.param, raw, f"${name}", service=service, origin=service))
     return p

@@ -78,6 +78,8 @@ def apply(pf: Postfix, w: Wanted, p: Plan, cfg: dict[str, Any], backup_base: str
     """Maps, backup, postconf -e, verification (restore on failure), reload."""
     assert pf.config_dir is not None
     main_cf = Path(pf.config_dir) / "main.cf"
+    files = [main_cf] + ([Path(pf.config_dir) / "master.cf"] if any(e.service for e in p.edits)
+                         else [])
     result = Applied()
     try:
         result.created = create_maps(cfg, w, p, state_path)
@@ -90,16 +92,17 @@ def apply(pf: Postfix, w: Wanted, p: Plan, cfg: dict[str, Any], backup_base: str
             "main_cf": str(main_cf), "edits": [e.to_dict() for e in p.edits]}
     try:
         backup_dir, saved = backup_files(backup_base, backup_name(
-            "setup-postfix", Path(pf.config_dir).name), [main_cf], meta)
+            "setup-postfix", Path(pf.config_dir).name), files, meta)
     except OSError as exc:
         raise SetupError(f"cannot write the backup in {backup_base}: {exc.strerror or exc} "
                          "(nothing was changed; --backup-dir DIR)") from None
     result.backup_dir = backup_dir
     try:
         for e in p.edits:
-            r = pf.run("postconf", "-e", f"{e.param} = {e.after}")
+            r = pf.run("postconf", *e.args())
             if r.returncode != 0:
-                raise SetupError(f"postconf -e {e.param}: {r.stderr.strip() or r.returncode}")
+                raise SetupError(f"postconf {' '.join(e.args()[:-1])} {e.param}: "
+                                 f"{r.stderr.strip() or r.returncode}")
         cur = read_current(pf)
         left = plan(w, cur)
         if left.edits:
@@ -117,7 +120,7 @@ def apply(pf: Postfix, w: Wanted, p: Plan, cfg: dict[str, Any], backup_base: str
     # What undo checks before it restores: main.cf as this change left it.
     meta_path = backup_dir / "meta.json"
     doc = json.loads(meta_path.read_text())
-    doc["after_sha256"] = sha256(main_cf)
+    doc["after_sha256"] = {str(f): sha256(f) for f in files}
     meta_path.write_text(json.dumps(doc, indent=2) + "\n")
     _reload(pf, result)
     return result
@@ -127,7 +130,7 @@ def apply(pf: Postfix, w: Wanted, p: Plan, cfg: dict[str, Any], backup_base: str
 class Undo:
     backup_dir: Path
     saved: list[dict[str, Any]]
-    edited_since: bool  # main.cf changed after the setup: undo drops those changes too
+    edited_since: bool  # changed after the setup: undo drops those changes too
     audit_id: int
 
 
@@ -145,8 +148,8 @@ def find_undo(store: Store, config_dir: str) -> Undo | None:
             meta = json.loads((d / "meta.json").read_text())
         except (OSError, ValueError) as exc:
             raise SetupError(f"backup {d} of audit entry #{e['id']} is unreadable: {exc}") from None
-        main_cf = Path(meta["main_cf"])
-        edited = main_cf.exists() and meta.get("after_sha256") not in (None, sha256(main_cf))
+        after = meta.get("after_sha256") or {}
+        edited = any(Path(f).exists() and sha256(Path(f)) != h for f, h in after.items())
         return Undo(d, meta["files"], edited, int(e["id"]))
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -65,7 +66,7 @@ def _print_plan(w: Wanted, p: Plan) -> None:
                     click.echo(f"  {_clean(shlex.join(['postmap', '-c', w.config_dir, w.lock_map]))}")
             else:
                 click.echo(f"  {_clean(shlex.join(['touch', path]))}")
-    click.echo("main.cf changes:")
+    click.echo("Changes (main.cf; master.cf for services with lists of their own):")
     for e in p.edits:
         click.echo(f"  {_clean(e.command_line(w.config_dir))}")
         click.echo(f"      before: {_clean(e.before) or '(empty)'}")
@@ -147,7 +148,7 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
     for c in done.created:
         click.echo(f"Created {_clean(c)}.")
     if p.edits:
-        click.echo(f"main.cf changed; backup: {_clean(done.backup_dir)}")
+        click.echo(f"Postfix configuration changed; backup: {_clean(done.backup_dir)}")
     _after(done, audit_id)
     click.echo("Check: relayguard status" + (f" --config-dir {shlex.quote(w.config_dir)}"
                                              if config_dir else ""))
@@ -180,9 +181,10 @@ def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> No
             click.echo(f"Nothing to undo: no `setup postfix --apply` of {_clean(pf.config_dir)} "
                        "in the audit trail that was not undone already.")
             return
-        click.echo(f"Restore main.cf from {_clean(u.backup_dir)} (audit entry #{u.audit_id}).")
+        click.echo(f"Restore {', '.join(_clean(r['original']) for r in u.saved)} from "
+                   f"{_clean(u.backup_dir)} (audit entry #{u.audit_id}).")
         if u.edited_since:
-            click.echo("relayguard: warning: main.cf was changed after that setup: those "
+            click.echo("relayguard: warning: the files were changed after that setup: those "
                        "changes are lost too", err=True)
         confirm("Restore main.cf?", yes, "restore main.cf", _fail)
         selector = {"undoes": u.audit_id}
@@ -194,7 +196,8 @@ def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> No
             _fail(f"undo failed: {exc}")
         audit_id = _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "ok",
                            f"main.cf restored from {u.backup_dir}")
-    click.echo("main.cf restored byte for byte.")
+    names = " and ".join(Path(r["original"]).name for r in u.saved)
+    click.echo(f"{names} restored byte for byte.")
     _after(done, audit_id)
 
 
