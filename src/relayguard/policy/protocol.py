@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["DEFAULT_MAX_ATTRIBUTES", "DEFAULT_MAX_REQUEST", "ProtocolError", "RequestReader",
-           "answer", "decode"]
+           "answer", "decode", "parse_listen"]
 
 #: A Postfix 3.7 request is about 30 attributes and well under 1 KiB; 8 KiB leaves room for long
 #: addresses and TLS certificate attributes while keeping a hostile client's buffer small.
@@ -142,3 +142,26 @@ def _show(line: bytes, limit: int = 60) -> str:
     """A piece of hostile input made safe for one log line."""
     s = repr(line[:limit])
     return s + ("…" if len(line) > limit else "")
+
+
+def parse_listen(spec: str) -> tuple[str, str, int]:
+    """`127.0.0.1:10031`, `[::1]:10031`, `inet:HOST:PORT`, `10031` -> ("tcp", host, port);
+    `unix:/path` -> ("unix", path, 0). ValueError when it is neither."""
+    spec = spec.strip()
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise ValueError(f"bad listen address {spec!r}: unix: needs a path")
+        return ("unix", path, 0)
+    if spec.startswith("inet:"):
+        spec = spec[5:]
+    if spec.isdigit():
+        host, port = "127.0.0.1", spec
+    elif spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = spec.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bad listen address {spec!r} (use HOST:PORT, [IPv6]:PORT or unix:PATH)")
+    return ("tcp", host, int(port))

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..audit.postconf import parse_assignments
 from ..audit.restrictions import name_of, split
-from ..policy.server import parse_listen
+from ..policy.protocol import parse_listen  # not .server: no asyncio for `ban add`
 from ..trusted.mynetworks import TrustedError
 from ..trusted.postfix import Postfix
 from .bans import _section, access_map_path, postfix_config_dir
@@ -135,8 +135,10 @@ def read_current(pf: Postfix) -> Current:
     names = [RECIPIENT, CLIENT, RELAY]
     raw = pf.values(names, expand=False)
     expanded = pf.values([*names, "queue_directory"])
-    return Current(raw, expanded, expanded.get("queue_directory", ""),
-                   _overrides(pf.postconf("-P")), _overrides(pf.postconf("-xP")))
+    overrides_x = _overrides(pf.postconf("-xP"))
+    # The raw overrides (for editing) only when a service has lists of its own: most have none.
+    overrides = _overrides(pf.postconf("-P")) if overrides_x else {}
+    return Current(raw, expanded, expanded.get("queue_directory", ""), overrides, overrides_x)
 
 
 def open_postfix(config_dir: str) -> Postfix:
