@@ -400,6 +400,12 @@ def check(cfg: dict[str, Any] | None, config_dir: str | None = None, *,
                                     f"no answer from {why}", "start it: relayguard policy serve "
                                     "(a systemd service)", need_policy or policy_in_place))
     policy_ok = (policy_in_place and (not probe or rep.ok("policy_server")))
+    for what, on, alone in (("bans", w.enforce_bans, w.backend in ("state", "command")),
+                            ("locks", w.enforce_locks, not w.lock_map)):
+        if policy_in_place and not on and alone:  # the server is asked, but told to ignore them
+            rep.checks.append(Check(f"enforce_{what}", f"policy server enforces {what}", False,
+                                    f"[policy] enforce_{what} = false", f"set [policy] "
+                                    f"enforce_{what} = true and restart the policy server"))
 
     # -- the lock map: first in the recipient restrictions, and built
     lock_ok = False
@@ -492,6 +498,9 @@ def warning_for(action: str, rep: Report) -> str | None:
         return None
     if state is None:
         return f"cannot verify that {action} are enforced (ban_backend = \"{rep.backend}\")"
+    off = rep.get(f"enforce_{action}")
+    if off is not None:
+        return f"NOT ENFORCED: {off.detail} — {off.fix}"
     server = rep.get("policy_server")
     if rep.ok("policy_service") and server is not None and not server.ok:
         why = f"the policy server does not answer ({server.detail})"
