@@ -185,19 +185,41 @@ def test_setup_postfix_makes_bans_and_locks_enforced_and_undo_restores(env: Env)
 
 
 @pytest.mark.postfix
-def test_status_names_a_policy_server_that_does_not_answer(env: Env, tmp_path: Path) -> None:
-    """main.cf may ask a policy server that is not running: bans are then not enforced (the
-    service is fail-open), and status says which address did not answer."""
-    dead = free_tcp_port()
-    cfg = tmp_path / "dead.toml"
-    cfg.write_text(env.config.read_text().replace(f"127.0.0.1:{env.port}", f"127.0.0.1:{dead}"))
-    r = subprocess.run([RELAYGUARD, "status", "--config", str(cfg), "--format", "json"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1
-    doc = json.loads(r.stdout)
-    by_id = {c["id"]: c for c in doc["enforcement"]["checks"]}
-    assert by_id["policy_server"]["ok"] is False
-    assert f"127.0.0.1:{dead}" in by_id["policy_server"]["detail"]
+def test_status_asks_the_policy_server_about_the_state_it_should_enforce(
+        env: Env, tmp_path: Path) -> None:
+    """The policy server must answer — and refuse what the state holds: one that does not
+    answer, or that reads another state database, is named, with its address."""
+    r = env.rg("ban", "add", "127.0.3.3", "--reason", "seen by the server?")
+    assert r.returncode == 0, r.stderr
+    time.sleep(3.2)  # older than the server's refresh interval (2 s): it must know the ban
+
+    def checks(config: Path) -> dict[str, dict[str, Any]]:
+        r = subprocess.run([RELAYGUARD, "status", "--config", str(config), "--format", "json"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode in (0, 1), r.stderr
+        return {c["id"]: c for c in json.loads(r.stdout)["enforcement"]["checks"]}
+
+    other_port, dead = free_tcp_port(), free_tcp_port()
+    other = tmp_path / "other.toml"
+    other.write_text(env.config.read_text().replace(f"127.0.0.1:{env.port}",
+                                                    f"127.0.0.1:{other_port}"))
+    nobody = tmp_path / "dead.toml"
+    nobody.write_text(env.config.read_text().replace(f"127.0.0.1:{env.port}",
+                                                     f"127.0.0.1:{dead}"))
+    server = subprocess.Popen([RELAYGUARD, "policy", "serve", "--config", str(other), "--state",
+                               str(tmp_path / "another-state.db")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(other_port, server)  # type: ignore[arg-type]
+        assert checks(env.config)["policy_sees_bans"]["ok"] is True
+        seen = checks(other)["policy_sees_bans"]
+        assert seen["ok"] is False and "reads another state database" in seen["detail"]
+        gone = checks(nobody)["policy_server"]
+        assert gone["ok"] is False and f"127.0.0.1:{dead}" in gone["detail"]
+    finally:
+        server.terminate()
+        server.wait(10)
+        env.rg("ban", "remove", "127.0.3.3")
 
 
 # ------------------------------------------------------------------ planning, no Postfix

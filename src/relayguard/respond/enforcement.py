@@ -27,6 +27,7 @@ from typing import Any
 
 from ..audit.postconf import parse_assignments
 from ..audit.restrictions import name_of, split
+from ..config import duration
 from ..policy.protocol import parse_listen  # not .server: no asyncio for `ban add`
 from ..trusted.mynetworks import TrustedError
 from ..trusted.postfix import Postfix
@@ -291,17 +292,21 @@ class Report:
                 "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
 
 
-def ask_policy(endpoint: str, queue_directory: str = "",
-               timeout: float = PROBE_TIMEOUT) -> tuple[str | None, str]:
+def ask_policy(endpoint: str, queue_directory: str = "", timeout: float = PROBE_TIMEOUT,
+               client: str = "192.0.2.1", user: str = "") -> tuple[str | None, str]:
     """One real policy request (protocol_state CONNECT: counted by no rate limit) to
     `inet:HOST:PORT` or `unix:PATH`. Returns (the action line, "") or (None, why not)."""
     try:
         kind, where, port = parse_listen(endpoint)
     except ValueError as exc:
         return None, str(exc)
-    request = ("request=smtpd_access_policy\nprotocol_state=CONNECT\nprotocol_name=ESMTP\n"
-               "client_address=192.0.2.1\nclient_name=unknown\nsasl_username=\n"
-               f"instance=relayguard-status.{os.getpid()}\n\n").encode()
+    attrs = {"request": "smtpd_access_policy", "protocol_state": "CONNECT",
+             "protocol_name": "ESMTP", "client_address": client, "client_name": "unknown",
+             "sasl_username": user, "instance": f"relayguard-status.{os.getpid()}"}
+    # Values come from the state (logins from logs): one line each, or not sent at all.
+    if any("\n" in v or "\r" in v for v in attrs.values()):
+        return None, "refusing to send a value with a line break"
+    request = ("".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n").encode()
     try:
         if kind == "unix":
             path = Path(where)
@@ -511,6 +516,47 @@ def warning_for(action: str, rep: Report) -> str | None:
                  "nftables": ", and the nftables table is not loaded"}.get(rep.backend, "")
         return f"NOT ENFORCED: Postfix does not consult the policy server{extra} — {FIX}"
     return f"NOT ENFORCED: Postfix does not consult the policy server or the lock map — {FIX}"
+
+
+def verify_policy_sees(rep: Report, cfg: dict[str, Any] | None, bans: list[Any],
+                       locks: list[Any], now: float) -> None:
+    """Ask the running policy server about one ban and one lock of the state: it must refuse
+    them, or it reads another state database (started with another --state or config). Only
+    entries older than its refresh interval are asked about (it rereads the state that often)."""
+    server = rep.get("policy_server")
+    if server is None or not server.ok:
+        return
+    w = wanted(cfg, rep.config_dir)
+    try:
+        refresh = duration(_section(cfg, "policy").get("refresh_interval", "2s"))
+    except ValueError:
+        refresh = 2.0
+    old_enough = now - refresh - 1.0
+    endpoint = policy_endpoint(w, "")
+    asks = []
+    if w.enforce_bans:
+        ban = next((b for b in bans if b.since < old_enough), None)
+        if ban is not None:
+            net = ipaddress.ip_network(ban.network, strict=False)
+            asks.append(("ban", ban.network, {"client": str(net.network_address)}))
+    if w.enforce_locks:
+        lock = next((lk for lk in locks if lk.since < old_enough), None)
+        if lock is not None:
+            asks.append(("lock", lock.user, {"user": lock.user}))
+    for kind, subject, attrs in asks:
+        action, why = ask_policy(endpoint, **attrs)
+        ok = bool(action and action.removeprefix("action=").upper().startswith("REJECT"))
+        detail = (f"refuses the {kind} of {subject}" if ok else
+                  f"does not refuse the {kind} of {subject} ({action or why}): it reads another "
+                  "state database than this command")
+        rep.checks.append(Check(f"policy_sees_{kind}s", f"policy server sees the {kind}s", ok,
+                                detail, None if ok else "start the policy server with the same "
+                                "--config/--state (or [state] url) as relayguard ban/lock"))
+        if not ok:
+            if kind == "ban" and w.backend == "state":
+                rep.bans = False
+            if kind == "lock" and not rep.ok("lock_map"):
+                rep.locks = False
 
 
 def notice(cfg: dict[str, Any] | None, config_dir: str | None, action: str) -> str | None:

@@ -13,7 +13,7 @@ from ..config import duration
 from ..state.shared import open_shared
 from ..state.store import StateError
 from .bans import audit_store
-from .enforcement import Report, check
+from .enforcement import Report, check, verify_policy_sees
 
 SHOWN = 5  # bans, locks, addresses and findings listed by name
 
@@ -57,6 +57,7 @@ def gather(cfg: dict[str, Any], config_dir: str | None = None,
         locks = shared.locks(now)
         st.bans = {"active": len(bans), "shown": [b.to_dict() for b in bans[:SHOWN]]}
         st.locks = {"active": len(locks), "shown": [lk.to_dict() for lk in locks[:SHOWN]]}
+        verify_policy_sees(st.enforcement, cfg, bans, locks, now)
         store = audit_store(shared, cfg, state_path)
         try:
             st.watch = _watch(store, now)
