@@ -351,3 +351,26 @@ def test_plan_edits_the_main_cf_parameter_an_override_refers_to() -> None:
     assert (edit.param, edit.service, edit.origin) == ("mua_recipient_restrictions", None,
                                                        "submission/inet")
     assert edit.after == f"{LOCK}, {POLICY}, {mua}"
+
+
+@pytest.mark.postfix
+def test_apply_rolls_back_when_the_result_is_not_what_was_needed(
+        postfix_requirements: None, tmp_path: Path) -> None:
+    """A change that does not leave main.cf as needed is undone: main.cf byte for byte."""
+    from relayguard import config
+    from relayguard.respond.enforcement import Edit, Plan, open_postfix, wanted
+    from relayguard.respond.setup import SetupError, apply
+
+    d = tmp_path / "etc"
+    d.mkdir()
+    (d / "master.cf").write_text("smtp inet n - y - - smtpd\n")
+    (d / "main.cf").write_text("compatibility_level = 3.6\n# kept as it is\n")
+    before = (d / "main.cf").read_bytes()
+    cfg = config.defaults()
+    cfg["respond"]["postfix_config_dir"] = str(d)
+    cfg["respond"]["sasl_access_map"] = ""
+    cfg["state"]["path"] = str(tmp_path / "s.db")
+    wrong = Plan(str(d), [Edit("smtpd_recipient_restrictions", "", "permit_mynetworks")])
+    with pytest.raises(SetupError, match="still not as needed; main.cf was restored"):
+        apply(open_postfix(str(d)), wanted(cfg), wrong, cfg, str(tmp_path / "bk"))
+    assert (d / "main.cf").read_bytes() == before

@@ -73,19 +73,23 @@ def create_maps(cfg: dict[str, Any], w: Wanted, p: Plan, state_path: str | None)
     return done
 
 
+def _maps(cfg: dict[str, Any], w: Wanted, p: Plan, state_path: str | None) -> list[str]:
+    try:
+        return create_maps(cfg, w, p, state_path)
+    except (RespondError, OSError) as exc:
+        raise SetupError(f"cannot create the maps: {exc}; main.cf was not changed") from None
+
+
 def apply(pf: Postfix, w: Wanted, p: Plan, cfg: dict[str, Any], backup_base: str,
           state_path: str | None = None) -> Applied:
-    """Maps, backup, postconf -e, verification (restore on failure), reload."""
+    """Backup, maps, postconf -e, verification (restore on failure), reload."""
     assert pf.config_dir is not None
     main_cf = Path(pf.config_dir) / "main.cf"
     files = [main_cf] + ([Path(pf.config_dir) / "master.cf"] if any(e.service for e in p.edits)
                          else [])
     result = Applied()
-    try:
-        result.created = create_maps(cfg, w, p, state_path)
-    except (RespondError, OSError) as exc:
-        raise SetupError(f"cannot create the maps: {exc}; main.cf was not changed") from None
-    if not p.edits:
+    if not p.edits:  # only a map was missing
+        result.created = _maps(cfg, w, p, state_path)
         return result
     complaints = _postconf_complaints(pf)
     meta = {"schema": "relayguard.setup-backup/1", "config_dir": pf.config_dir,
@@ -97,6 +101,8 @@ def apply(pf: Postfix, w: Wanted, p: Plan, cfg: dict[str, Any], backup_base: str
         raise SetupError(f"cannot write the backup in {backup_base}: {exc.strerror or exc} "
                          "(nothing was changed; --backup-dir DIR)") from None
     result.backup_dir = backup_dir
+    # The maps before main.cf names them: a table that does not exist fails every lookup.
+    result.created = _maps(cfg, w, p, state_path)
     try:
         for e in p.edits:
             r = pf.run("postconf", *e.args())
