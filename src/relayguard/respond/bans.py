@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self
 
 from ..config import BAN_BACKENDS
 from ..postfix.maps import Reloader, atomic_write, read_bytes
-from ..postfix.programs import find_program
+from ..postfix.programs import PostfixError, find_program
 from ..state.shared import Ban, SharedState, SqliteShared, normalise_network, open_shared
 from ..state.store import StateError, Store, resolve_path
 from .common import (
@@ -325,6 +325,8 @@ class PostfixAccessBackend:
                     note = None
         except OSError as exc:
             raise RespondError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        except PostfixError as exc:
+            raise RespondError(f"{exc}; {self.path} not written") from None
         if note:
             notes.append(note)
         return notes

@@ -140,6 +140,8 @@ class SaslAccessMap:
                     self._postmap(data)
         except OSError as exc:
             raise RespondError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        except PostfixError as exc:
+            raise RespondError(f"{exc}; {self.path} not written") from None
         return notes
 
     def _postmap(self, data: bytes) -> None:
