@@ -1,5 +1,5 @@
 """Postfix's ``mynetworks`` — THE model of a match list of networks, read the way Postfix
-reads it: the trusted editor (``relayguard trusted``), the audit and the analysis all use it.
+reads it: the trusted editor (``relayguard trusted``), the config audit and the analysis all use it.
 
 ``mynetworks`` is a *match list*: items separated by commas and/or whitespace, evaluated in
 order, the first match wins. An item is
