@@ -27,8 +27,16 @@ from ..config import RESPOND_MODES
 from ..detect.finding import SEVERITIES
 from ..state.shared import Ban, Lock
 from ..state.store import StateError, Store
-from .bans import Banner, _section, postfix_config_dir
-from .common import Refused, RespondError, duration, log, one_line
+from .bans import Banner
+from .common import (
+    Refused,
+    RespondError,
+    config_section,
+    duration,
+    log,
+    one_line,
+    postfix_config_dir,
+)
 from .locks import Locker
 
 MODES = RESPOND_MODES
@@ -71,7 +79,7 @@ def _severity(finding: Any) -> str:
 
 def check_modes(cfg: dict[str, Any] | None) -> dict[str, str]:
     """The mode of each responding kind; RespondError for a bad value."""
-    rs = _section(cfg, "respond")
+    rs = config_section(cfg, "respond")
     modes = {}
     for kind in RESPONDING_KINDS:
         mode = str(rs.get(kind, DEFAULT_MODES[kind]))
@@ -93,12 +101,12 @@ class AutoResponder:
         self.store = store if store is not None else banner.store
         self.config_dir = postfix_config_dir(cfg, config_dir)
         self.modes = check_modes(cfg)
-        rs = _section(cfg, "respond")
+        rs = config_section(cfg, "respond")
         self.min_severity = str(rs.get("min_severity", "high"))
         if self.min_severity not in SEVERITY_RANK:
             raise RespondError(f"[respond] min_severity: one of {', '.join(SEVERITIES)}")
         self.hold_mail = bool(rs.get("hold_mail", True))
-        bf = _section(cfg, "bruteforce")
+        bf = config_section(cfg, "bruteforce")
         self.ban_for = duration(bf.get("ban_for", "20m"), "[bruteforce] ban_for") or None
         host_ban = rs.get("host_ban_for", "0")
         self.host_ban_for = duration(host_ban, "[respond] host_ban_for") or None
