@@ -24,26 +24,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config import RESPOND_MODES
-from ..detect.finding import SEVERITIES
+from ..detect.finding import SEVERITIES, SEVERITY_RANK
+from ..sanitize import one_line
 from ..state.shared import Ban, Lock
 from ..state.store import StateError, Store
 from .bans import Banner
-from .common import (
-    Refused,
-    RespondError,
-    config_section,
-    duration,
-    log,
-    one_line,
-    postfix_config_dir,
-)
+from .common import Refused, RespondError, config_section, duration, log, postfix_config_dir
 from .locks import Locker
 
 MODES = RESPOND_MODES
 RESPONDING_KINDS = ("auth_bruteforce", "compromised_account", "trusted_host_relay", "direct_smtp")
 DEFAULT_MODES = {"auth_bruteforce": "respond", "compromised_account": "alert",
                  "trusted_host_relay": "alert", "direct_smtp": "alert"}
-SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # low 0 … critical 3
 
 
 @dataclass

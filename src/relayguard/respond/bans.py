@@ -15,11 +15,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..sanitize import one_line
 from ..state.shared import Ban, SharedState, normalise_network
 from ..state.store import StateError, Store
 from .backends import BanBackend, make_backend
 from .backends.base import Network, as_network
-from .common import Refused, RespondError, config_section, duration, log, one_line
+from .common import Refused, RespondError, config_section, duration, log
 from .holder import StateHolder, argv_if_cli
 
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")

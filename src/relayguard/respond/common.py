@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import duration as config_duration
 from ..postfix.programs import find_program
+from ..sanitize import one_line
 
 log = logging.getLogger("relayguard.respond")
 
@@ -44,13 +45,6 @@ def duration(value: Any, what: str) -> float:
         return config_duration(value)
     except ValueError as exc:
         raise RespondError(f"{what}: {exc}") from None
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """A single printable line: for map comments and audit details (log data can hold anything)."""
-    flat = "".join(c if c.isprintable() else " " for c in str(text))
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def config_section(cfg: Mapping[str, Any] | None, name: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ..config import MAP_TYPES
 from ..postfix.maps import Reloader, atomic_write, build_aside, read_bytes
 from ..postfix.postconf import value as postconf_value
 from ..postfix.programs import PostfixError
+from ..sanitize import one_line
 from ..state.shared import Lock, SharedState
 from ..state.store import StateError, Store
 from .common import (
@@ -39,7 +40,6 @@ from .common import (
     duration,
     in_instance,
     log,
-    one_line,
     postfix_config_dir,
 )
 from .holder import StateHolder, argv_if_cli

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ...sanitize import one_line
 from ...state.shared import Ban
-from ..common import RespondError, check_template, expand, log, one_line, run_argv
+from ..common import RespondError, check_template, expand, log, run_argv
 from .base import Active, remaining
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ...postfix.maps import Reloader, atomic_write, read_bytes
+from ...sanitize import one_line
 from ...state.shared import Ban
-from ..common import RespondError, config_section, in_instance, one_line, postfix_config_dir
+from ..common import RespondError, config_section, in_instance, postfix_config_dir
 from .base import Active, as_network
 
 DEFAULT_ACCESS_MAP = "/etc/postfix/relayguard_access.cidr"
