@@ -119,7 +119,7 @@ class AutoResponder:
         self.banner.close()  # the locker shares its state and store
 
     def expire(self, now: float | None = None) -> tuple[list[Ban], list[Lock]]:
-        """Lift expired bans and locks (backends, maps, audit, postponed reloads); call every
+        """Lift expired bans and locks (backends, maps, audit trail, postponed reloads); call every
         few seconds. Never raises for a backend failure: see `warnings`."""
         self.warnings = []
         bans = self.banner.expire(now)

@@ -39,7 +39,7 @@ def parse_allow(values: Iterable[str]) -> list[Network]:
 
 
 class Banner(StateHolder):
-    """Ban and unban addresses or networks: shared state + the configured backend + audit.
+    """Ban and unban addresses or networks: shared state + the configured backend + audit trail.
 
     Used by `relayguard ban`, `watch` (automatic responses) and the dashboard. Notes for people
     from the last call (postponed reload, failed cleanup) are in `self.warnings`.

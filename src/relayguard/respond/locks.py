@@ -160,7 +160,7 @@ class SaslAccessMap:
 
 
 class Locker(StateHolder):
-    """Lock and unlock SASL logins: shared state + check_sasl_access map + hooks + audit.
+    """Lock and unlock SASL logins: shared state + check_sasl_access map + hooks + audit trail.
 
     Notes for people from the last call are in `self.warnings`; the hooks' results in
     `self.hook_results`.
