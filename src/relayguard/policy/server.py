@@ -54,9 +54,10 @@ log = logging.getLogger("relayguard.policy")
 #: Answers waiting for a client that does not read (reading from it is paused well before).
 MAX_WRITE_BACKLOG = 1024 * 1024
 BREAKER_SECONDS = 1.0
-#: How long a connection past max_connections waits for a slot before its fail answer: about
-#: Postfix's smtpd_policy_service_retry_delay (1 s), far below its policy timeout (100 s).
-SLOT_WAIT = 1.0
+#: How long a connection past max_connections waits for a slot before its fail answer: long
+#: enough for smtpd processes to turn over, short next to an SMTP command's time (the wait is
+#: added to it) and to Postfix's policy timeout (100 s).
+SLOT_WAIT = 0.5
 
 _SERVED, _WAITING, _OVERFLOW = 0, 1, 2
 
