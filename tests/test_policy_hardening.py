@@ -27,8 +27,10 @@ from test_policy_server import (
     RELAYGUARD,
     PolicyClient,
     ServerThread,
+    free_tcp_port,
     policy_request,
     policy_settings,
+    wait_listening,
 )
 
 #: Every RCPT is over this limit: a real decision (DEFER_IF_PERMIT) tells itself apart from the
@@ -260,3 +262,41 @@ def test_real_postfix_reaches_the_0660_postfix_group_socket(
             proc.terminate()
             proc.wait(10)
         pf.stop()
+
+
+@pytest.mark.postfix
+def test_real_postfix_past_max_connections_gets_an_answer_not_451(
+        tmp_path: Path, fake_internet: FakeInternet, postfix_requirements: None) -> None:
+    """A reset costs Postfix a retry, then its own 451 4.3.5; the fail-open answer lets mail
+    flow, and once a slot is free the limits apply again on smtpd's next connection."""
+    port = free_tcp_port()
+    cfg = tmp_path / "rg.toml"
+    cfg.write_text('[policy]\nmax_connections = 1\n[[policy.limits]]\nkey = "sasl_username"\n'
+                   'max_messages = 0\nwindow = "1h"\nmessage = "Rate limit exceeded, try later"\n')
+    proc = subprocess.Popen([RELAYGUARD, "policy", "serve", "--listen", f"127.0.0.1:{port}",
+                             "--config", str(cfg), "--state", str(tmp_path / "state.db")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    service = f"inet:127.0.0.1:{port}"
+    pf = PostfixInstance(relayhost=fake_internet.address, syslog_name="relayguard-overflow",
+                         main_cf={"smtpd_recipient_restrictions": f"check_policy_service {service}"},
+                         reapable=True)
+    try:
+        wait_listening(port, proc)
+        time.sleep(0.3)  # wait_listening's probe connection has left its slot
+        hog = connect(f"127.0.0.1:{port}")  # the one slot, held silently
+        pf.start()
+        [r] = send_mail(pf, sender=f"dave@{pf.domain}", recipients=["friend@example.com"],
+                        source_ip="127.0.1.10", user="dave", password=pf.password("dave"))
+        assert r.code == 250 and not r.refused  # the fail-open answer, not 451 4.3.5
+        hog.close()
+        time.sleep(0.3)
+        [r] = send_mail(pf, sender=f"dave@{pf.domain}", recipients=["friend@example.com"],
+                        source_ip="127.0.1.10", user="dave", password=pf.password("dave"))
+        code, text = r.refused["friend@example.com"]
+        assert code == 450 and "Rate limit exceeded, try later" in text  # served again
+        assert not pf.maillog.exists() or "problem talking to server" not in pf.maillog.read_text()
+    finally:
+        pf.stop()
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "no free connection slot" in out
