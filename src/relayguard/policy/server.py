@@ -15,8 +15,8 @@ Robustness rules, in order of importance:
    trickle in (each byte would otherwise reset the idle clock).
 4. Postfix never sees a reset for want of a slot: beyond `max_connections` a new connection
    waits (unread) up to `SLOT_WAIT` for one to free; if none does, its first request gets the
-   fail-open (or fail-closed) answer and it is closed, as after any failure of ours. Only past
-   as many waiting connections again is one reset.
+   fail-open (or fail-closed) answer and it is closed, as after any failure of ours. Only when
+   `max_connections` more are already waiting is a new one reset.
 
 The request path does no I/O besides the socket when counters are local (memory + SQLite
 flushed in the background); bans and locks come from an in-memory snapshot that a background
@@ -304,7 +304,7 @@ class PolicyServer:
             conn.mode = _OVERFLOW
             self.overflow.add(conn)
             self.gate("overflow", "no free connection slot in %gs (%d open, max_connections): "
-                      "answering a request %s and closing", SLOT_WAIT, len(self.connections),
+                      "answering its first request %s, then closing", SLOT_WAIT, len(self.connections),
                       "DEFER_IF_PERMIT" if self.settings.fail_closed else "DUNNO")
             if conn.queue:
                 self.refuse(conn)
