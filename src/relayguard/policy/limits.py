@@ -130,13 +130,15 @@ class PolicySettings:
     lock_message: str = DEFAULT_LOCK_MESSAGE
     fail_message: str = DEFAULT_FAIL_MESSAGE
     idle_timeout: float = 600.0
+    request_timeout: float = 5.0
     max_request_size: int = DEFAULT_MAX_REQUEST
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES
     max_connections: int = 4096
     state_timeout: float = 0.25
     flush_interval: float = 5.0
     refresh_interval: float = 2.0
-    unix_mode: int = 0o666
+    unix_mode: int = 0o660
+    unix_group: str = "postfix"
     near_ratio: float = 0.8
 
     @property
@@ -163,11 +165,14 @@ class PolicySettings:
         for text in ("ban_message", "lock_message", "fail_message"):
             if text in section:
                 setattr(s, text, clean_text(section[text]))
-        for dur in ("idle_timeout", "state_timeout", "flush_interval", "refresh_interval"):
+        for dur in ("idle_timeout", "request_timeout", "state_timeout", "flush_interval",
+                    "refresh_interval"):
             if dur in section:
                 setattr(s, dur, duration(section[dur]))
         if "unix_mode" in section:
             s.unix_mode = int(section["unix_mode"], 8)
+        if "unix_group" in section:
+            s.unix_group = section["unix_group"].strip()
         if "near_ratio" in section:
             s.near_ratio = float(section["near_ratio"])
         return s

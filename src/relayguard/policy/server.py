@@ -8,9 +8,15 @@ Robustness rules, in order of importance:
    slower than `state_timeout` (or down), is logged and answered with DUNNO; with
    `fail_closed = true`, DEFER_IF_PERMIT. After a state-store failure the store is not asked
    again for a second (a circuit breaker), so a dead Redis costs each request nothing.
-3. Connections idle longer than `idle_timeout` are closed (Postfix itself drops idle ones after
-   smtpd_policy_service_max_idle, 300 s, so the default 600 s never races it); beyond
-   `max_connections` new ones are refused.
+3. A slot is held only by clients that talk. Connections idle between requests longer than
+   `idle_timeout` are closed (Postfix itself drops idle ones after
+   smtpd_policy_service_max_idle, 300 s, so the default 600 s never races it); a request not
+   complete `request_timeout` after its first byte closes its connection, however the bytes
+   trickle in (each byte would otherwise reset the idle clock).
+4. Postfix never sees a reset for want of a slot: beyond `max_connections` a new connection
+   waits (unread) up to `SLOT_WAIT` for one to free; if none does, its first request gets the
+   fail-open (or fail-closed) answer and it is closed, as after any failure of ours. Only when
+   `max_connections` more are already waiting is a new one reset.
 
 The request path does no I/O besides the socket when counters are local (memory + SQLite
 flushed in the background); bans and locks come from an in-memory snapshot that a background
@@ -23,10 +29,12 @@ import asyncio
 import contextlib
 import functools
 import gc
+import grp
 import logging
 import os
 import resource
 import signal
+import socket
 import stat
 import sys
 import threading
@@ -46,12 +54,19 @@ log = logging.getLogger("relayguard.policy")
 #: Answers waiting for a client that does not read (reading from it is paused well before).
 MAX_WRITE_BACKLOG = 1024 * 1024
 BREAKER_SECONDS = 1.0
+#: How long a connection past max_connections waits for a slot before its fail answer: long
+#: enough for smtpd processes to turn over, short next to an SMTP command's time (the wait is
+#: added to it) and to Postfix's policy timeout (100 s).
+SLOT_WAIT = 0.5
+
+_SERVED, _WAITING, _OVERFLOW = 0, 1, 2
 
 
 class _Connection(asyncio.Protocol):
     """One client (one Postfix smtpd process, usually), answered in order."""
 
-    __slots__ = ("busy", "last", "queue", "reader", "server", "transport")
+    __slots__ = ("busy", "last", "mode", "queue", "reader", "server", "started", "timer",
+                 "transport")
 
     def __init__(self, server: PolicyServer) -> None:
         self.server = server
@@ -59,25 +74,29 @@ class _Connection(asyncio.Protocol):
         self.reader = RequestReader(s.max_request_size, s.max_attributes)
         self.transport: asyncio.Transport | None = None
         self.last = time.monotonic()
+        self.started = 0.0  # when the incomplete request in the reader began (0: none)
         self.busy = False  # an answer is being computed asynchronously
         self.queue: deque[dict[bytes, bytes]] = deque()
+        self.mode = _SERVED
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         srv = self.server
-        if len(srv.connections) >= srv.settings.max_connections:
-            srv.gate("maxconn", "refusing a connection: %d open (max_connections)",
-                     len(srv.connections))
-            transport.abort()  # type: ignore[attr-defined]
+        if len(srv.connections) >= srv.settings.max_connections or srv.waiting:
+            srv.hold(self)
             return
         srv.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
         self.queue.clear()
+        self.server.release(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last = time.monotonic()
+        if self.mode != _SERVED:
+            self._held_data(data)
+            return
+        self.last = now = time.monotonic()
         try:
             requests = self.reader.feed(data)
         except ProtocolError as exc:
@@ -91,11 +110,31 @@ class _Connection(asyncio.Protocol):
                              self._peer(), exc_info=True)
             self.abort()
             return
+        # The request_timeout clock runs from the first byte of an incomplete request; a chunk
+        # that completes requests and starts another restarts it.
+        if self.reader.pending:
+            if requests or not self.started:
+                self.started = now
+        else:
+            self.started = 0.0
         for req in requests:
             if self.busy:
                 self.queue.append(req)
             else:
                 self.server.dispatch(self, req)
+
+    def _held_data(self, data: bytes) -> None:
+        """A connection without a slot: keep its requests (waiting) or answer the first one
+        with the fail answer and close (overflow)."""
+        try:
+            self.queue.extend(self.reader.feed(data))
+        except ProtocolError as exc:
+            self.server.protocol_errors += 1
+            self.server.gate("protocol", "closing connection from %s: %s", self._peer(), exc)
+            self.abort()
+            return
+        if self.mode == _OVERFLOW and self.queue:
+            self.server.refuse(self)
 
     def write(self, data: bytes) -> None:
         t = self.transport
@@ -149,6 +188,11 @@ class PolicyServer:
         self.shared_factory = shared_factory
         self.listen = list(listen or settings.listen)
         self.connections: set[_Connection] = set()
+        # Past max_connections: waiting for a slot (oldest first), then given the fail answer.
+        self.waiting: dict[_Connection, None] = {}
+        self.overflow: set[_Connection] = set()
+        self.overflowed = 0
+        self._closing = False
         self.servers: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []  # what we actually listen on (ports resolved)
         self.requests = 0
@@ -167,16 +211,20 @@ class PolicyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._closed = asyncio.Event()
-        raise_fd_limit(self.settings.max_connections + 64)
+        # Served connections, as many waiting or overflowing, and some for files.
+        raise_fd_limit(2 * self.settings.max_connections + 64)
         for spec in self.listen:
             kind, where, port = parse_listen(spec)
             if kind == "unix":
                 path = Path(where)
-                _remove_stale_socket(path)
-                server = await loop.create_unix_server(lambda: _Connection(self), str(path),
-                                                       backlog=1024)
-                os.chmod(path, self.settings.unix_mode)
+                sock = bind_unix_socket(path, self.settings.unix_mode, self.settings.unix_group)
                 self._unix_paths.append(path)
+                try:
+                    server = await loop.create_unix_server(lambda: _Connection(self), sock=sock,
+                                                           backlog=1024)
+                except BaseException:
+                    sock.close()
+                    raise
                 self.addresses.append(f"unix:{path}")
             else:
                 server = await loop.create_server(lambda: _Connection(self), where, port,
@@ -206,9 +254,10 @@ class PolicyServer:
 
     async def close(self) -> None:
         """Stop listening, drop the connections, save the counters."""
+        self._closing = True
         for server in self.servers:
             server.close()
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self.waiting, *self.overflow]:
             conn.abort()
         for task in self._tasks:
             task.cancel()
@@ -228,6 +277,79 @@ class PolicyServer:
             log.exception("closing the counter store")
         if self._closed is not None:
             self._closed.set()
+
+    # ------------------------------------------------------------------ slots
+    def hold(self, conn: _Connection) -> None:
+        """No free slot: let `conn` wait for one, unread, for up to SLOT_WAIT."""
+        transport = conn.transport
+        assert transport is not None
+        if len(self.waiting) + len(self.overflow) >= self.settings.max_connections:
+            self.gate("maxconn", "resetting a connection: %d open and %d more waiting "
+                      "(max_connections)", len(self.connections),
+                      len(self.waiting) + len(self.overflow))
+            conn.mode = _OVERFLOW  # in no set: release() has nothing to free
+            transport.abort()
+            return
+        conn.mode = _WAITING
+        conn.started = time.monotonic()
+        transport.pause_reading()
+        self.waiting[conn] = None
+        conn.timer = asyncio.get_running_loop().call_later(SLOT_WAIT, self._no_slot, conn)
+
+    def _no_slot(self, conn: _Connection) -> None:
+        """SLOT_WAIT passed without a free slot: the fail answer to the first request."""
+        conn.timer = None
+        if conn in self.waiting and conn.transport is not None:
+            del self.waiting[conn]
+            conn.mode = _OVERFLOW
+            self.overflow.add(conn)
+            self.gate("overflow", "no free connection slot in %gs (%d open, max_connections): "
+                      "answering its first request %s, then closing", SLOT_WAIT, len(self.connections),
+                      "DEFER_IF_PERMIT" if self.settings.fail_closed else "DUNNO")
+            if conn.queue:
+                self.refuse(conn)
+            else:
+                conn.transport.resume_reading()
+
+    def refuse(self, conn: _Connection) -> None:
+        """An overflow connection's first request: the fail answer, then a clean close."""
+        self.requests += 1
+        self.overflowed += 1
+        conn.queue.clear()
+        conn.write(self._failed("no free connection slot", quiet=True))
+        if conn.transport is not None:
+            conn.transport.close()  # after the answer is sent: no reset
+
+    def release(self, conn: _Connection) -> None:
+        """`conn` is gone: free its slot for the connection waiting longest."""
+        if conn.mode == _SERVED:
+            self.connections.discard(conn)
+        elif conn.mode == _WAITING:
+            self.waiting.pop(conn, None)
+        else:
+            self.overflow.discard(conn)
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        while (self.waiting and not self._closing
+               and len(self.connections) < self.settings.max_connections):
+            nxt = next(iter(self.waiting))
+            del self.waiting[nxt]
+            if nxt.timer is not None:
+                nxt.timer.cancel()
+                nxt.timer = None
+            t = nxt.transport
+            if t is None or t.is_closing():
+                continue
+            nxt.mode = _SERVED
+            nxt.last = time.monotonic()
+            self.connections.add(nxt)
+            if nxt.reader.pending:
+                nxt.started = nxt.last
+            else:
+                nxt.started = 0.0
+            nxt.resume()  # anything read while waiting
+            t.resume_reading()
 
     # ------------------------------------------------------------------ requests
     def dispatch(self, conn: _Connection, req: dict[bytes, bytes]) -> None:
@@ -296,14 +418,25 @@ class PolicyServer:
     async def _housekeeping(self) -> None:
         """Idle connections, counter flushes, forgetting empty counters."""
         s = self.settings
-        tick = max(0.05, min(1.0, s.idle_timeout / 4, s.flush_interval))
+        tick = max(0.05, min(1.0, s.idle_timeout / 4, s.request_timeout / 4, s.flush_interval))
         next_flush = time.monotonic() + s.flush_interval
         while True:
             await asyncio.sleep(tick)
             mono = time.monotonic()
-            for conn in [c for c in self.connections if mono - c.last > s.idle_timeout]:
-                if not conn.busy:
+            idle_before = mono - s.idle_timeout
+            late_before = mono - s.request_timeout
+            for conn in [c for c in self.connections
+                         if c.last < idle_before or 0 < c.started < late_before]:
+                if 0 < conn.started < late_before:
+                    self.protocol_errors += 1
+                    self.gate("deadline", "closing connection from %s: request not complete "
+                              "within %gs (request_timeout)", conn._peer(), s.request_timeout)
                     conn.abort()
+                elif not conn.busy:
+                    conn.abort()
+            # An overflow connection that never sends a request: the same deadline.
+            for conn in [c for c in self.overflow if c.started < late_before]:
+                conn.abort()
             if mono >= next_flush:
                 next_flush = mono + s.flush_interval
                 try:
@@ -370,6 +503,43 @@ def _remove_stale_socket(path: Path) -> None:
     if not stat.S_ISSOCK(st.st_mode):
         raise OSError(f"{path} exists and is not a socket")
     path.unlink()
+
+
+def bind_unix_socket(path: Path, mode: int, group: str) -> socket.socket:
+    """A unix socket bound at `path` with `mode` and `group`, never more open meanwhile: bound
+    under umask 0177 (owner only), then given its group, then its mode.
+
+    Raises OSError with a message for the user (an unknown group, chown refused). The umask is
+    the process's, so it is set for the bind() call alone (at start, before other threads).
+    """
+    gid = -1
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise OSError(f"[policy] unix_group: no group named {group!r}") from None
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        try:
+            if gid != -1:
+                os.chown(path, -1, gid)
+            os.chmod(path, mode)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise OSError(f"cannot give {path} group {group or '(own)'} and mode {mode:04o}: "
+                          f"{exc.strerror or exc}") from None
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def raise_fd_limit(wanted: int) -> int:
