@@ -22,7 +22,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from harness import ACCEPT, DEFER, PostfixCase
-from relayguard.queue.cli import history, queue
+from relayguard.cli.history import history
+from relayguard.cli.queue import queue
 from relayguard.queue.tools import PostfixTools
 from relayguard.state import Store
 

@@ -1,4 +1,4 @@
-"""`relayguard setup postfix` and `relayguard status` (registered lazily in relayguard/cli.py).
+"""`relayguard setup postfix` and `relayguard status`.
 
 Exit codes: setup — 0 done or nothing to change, 2 refused (no confirmation) or failed (rolled
 back). status — 0 everything configured is enforced, 1 something is not (each problem named,
@@ -11,14 +11,14 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from .changes import confirm
-from .postfix.programs import PostfixError
-from .respond.enforcement import Plan, Report, Wanted, open_postfix, plan, read_current, wanted
-from .state.store import StateError, Store, resolve_path
+from ..postfix.programs import PostfixError
+from ..respond.enforcement import Plan, Report, Wanted, open_postfix, plan, read_current, wanted
+from ..state.store import StateError, Store, resolve_path
+from .common import confirm, fail, load_config
 
 CONFIG_DIR = click.option("--config-dir", type=click.Path(file_okay=False),
                           help="Postfix configuration directory (postfix -c DIR). Default: "
@@ -27,18 +27,6 @@ CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False)
                       help="relayguard configuration (TOML).")
 STATE = click.option("--state", "state_path", type=click.Path(dir_okay=False),
                      help="State database (audit trail, bans, locks).")
-
-
-def _fail(message: str) -> NoReturn:
-    from .cli import fail
-
-    fail(message)
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from .cli import load_config
-
-    return load_config(path)
 
 
 def _clean(text: Any) -> str:
@@ -99,22 +87,22 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
 
     Idempotent: when everything is in place it says so and changes nothing.
     """
-    from .respond import setup as lib
+    from ..respond import setup as lib
 
     if undo and do_apply:
-        _fail("--apply and --undo: choose one")
-    cfg = _config(config_path)
+        fail("--apply and --undo: choose one")
+    cfg = load_config(config_path)
     w = wanted(cfg, config_dir)
     try:
         pf = open_postfix(w.config_dir)
         cur = read_current(pf)
     except PostfixError as exc:
-        _fail(f"cannot read the Postfix configuration: {exc}")
+        fail(f"cannot read the Postfix configuration: {exc}")
     if undo:
         _undo(pf, cfg, state_path, yes)
         return
     if w.listen is None:
-        _fail("[policy] listen is empty or not an address: set it (e.g. \"127.0.0.1:10031\")")
+        fail("[policy] listen is empty or not an address: set it (e.g. \"127.0.0.1:10031\")")
     p = plan(w, cur)
     if p.empty:
         click.echo(f"Nothing to change: Postfix in {_clean(w.config_dir)} already consults the "
@@ -127,11 +115,11 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
                    + shlex.join(["relayguard", "setup", "postfix", "--config-dir",
                                  w.config_dir, "--apply"]))
         return
-    confirm("Apply these changes?", yes, "change main.cf", _fail)
+    confirm("Apply these changes?", yes, "change main.cf")
     try:  # opened before acting: no change without its audit entry
         store = Store(resolve_path(state_path, cfg))
     except StateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     selector = {"edits": [e.to_dict() for e in p.edits], "create": p.create}
     with store:
         try:
@@ -139,7 +127,7 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
                              state_path)
         except lib.SetupError as exc:
             _record(store, lib.ACTION, selector, None, pf.config_dir, "failed", str(exc))
-            _fail(f"setup postfix failed: {exc}")
+            fail(f"setup postfix failed: {exc}")
         detail = "; ".join([f"{e.param}: +{', +'.join(e.added + e.moved)}" for e in p.edits]
                            + [f"created {c}" for c in done.created])
         audit_id = _record(store, lib.ACTION, selector,
@@ -166,17 +154,17 @@ def _after(done: Any, audit_id: int) -> None:
 
 
 def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> None:
-    from .respond import setup as lib
+    from ..respond import setup as lib
 
     try:
         store = Store(resolve_path(state_path, cfg))
     except StateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with store:
         try:
             u = lib.find_undo(store, pf.config_dir)
         except lib.SetupError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if u is None:
             click.echo(f"Nothing to undo: no `setup postfix --apply` of {_clean(pf.config_dir)} "
                        "in the audit trail that was not undone already.")
@@ -186,14 +174,14 @@ def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> No
         if u.edited_since:
             click.echo("relayguard: warning: the files were changed after that setup: those "
                        "changes are lost too", err=True)
-        confirm("Restore main.cf?", yes, "restore main.cf", _fail)
+        confirm("Restore main.cf?", yes, "restore main.cf")
         selector = {"undoes": u.audit_id}
         try:
             done = lib.undo(pf, u)
         except lib.SetupError as exc:
             _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "failed",
                     str(exc))
-            _fail(f"undo failed: {exc}")
+            fail(f"undo failed: {exc}")
         audit_id = _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "ok",
                            f"main.cf restored from {u.backup_dir}")
     names = " and ".join(Path(r["original"]).name for r in u.saved)
@@ -235,9 +223,9 @@ def status(config_dir: str | None, fmt: str, config_path: str | None,
     whether `watch` is running; active bans and locks; recent authentication failures and
     findings. Exit 0: everything configured is enforced; 1: something is not; 2: error.
     """
-    from .status import gather
+    from ..status import gather
 
-    cfg = _config(config_path)
+    cfg = load_config(config_path)
     st = gather(cfg, config_dir, state_path)
     if fmt == "json":
         click.echo(json.dumps(st.to_dict(), ensure_ascii=False, indent=2))

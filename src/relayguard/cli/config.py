@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from . import config as config_mod
-from .cli import CONFIG, fail
+from .. import config as config_mod
+from .common import CONFIG, fail
 
 
 def _load(path: str | None) -> tuple[dict[str, Any], str | None]:
