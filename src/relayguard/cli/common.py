@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .. import config as config_mod
-from ..state import StateError, Store, resolve_path
+from ..state import StateError, Store, audit_trail, resolve_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -49,6 +49,19 @@ def open_store(state_path: str | None, cfg: dict[str, Any]) -> Store:
         return Store(resolve_path(state_path, cfg))
     except StateError as exc:
         fail(str(exc))
+
+
+def not_recorded(what: str, exc: StateError) -> NoReturn:
+    """The one failure policy of the audit trail: no entry, no change."""
+    fail(f"{what} not done: the audit trail cannot be written: {exc}")
+
+
+def begin_or_fail(store: Store | None, action: str, **entry: Any) -> audit_trail.Entry:
+    """Open the audit entry of a change about to be made, or exit 2 without making it."""
+    try:
+        return audit_trail.begin(store, action, **entry)
+    except StateError as exc:
+        not_recorded(action, exc)
 
 
 def parse_duration(text: str) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -29,8 +29,8 @@ from ..firewall.nft import (
     forwarding,
     status,
 )
-from ..state import StateError, Store, resolve_path
-from .common import console, fail, load_config
+from ..state import audit_trail
+from .common import begin_or_fail, console, fail, load_config, open_store, warn
 
 WHERE_LOGS_GO = ("Lines go to the kernel log (journalctl -k, /var/log/kern.log or "
                  "/var/log/messages); `relayguard analyze` reads them with the mail log, e.g. "
@@ -90,22 +90,28 @@ def _show(c: Console, st: Status) -> None:
         c.print(Text(st.text.rstrip()))
 
 
-def _record(state_path: str | None, cfg: dict[str, Any], action: str, detail: str) -> int:
-    try:
-        with Store(resolve_path(state_path, cfg)) as store:
-            return store.record(action, selector={"table": f"{FAMILY} {TABLE}"}, detail=detail,
-                                command=sys.argv)
-    except StateError as exc:
-        click.echo(f"relayguard: warning: {exc}", err=True)
-        return 0
+def _begin(state_path: str | None, cfg: dict[str, Any], action: str) -> audit_trail.Entry:
+    # Written before acting: if the audit trail cannot be written, nothing is done either.
+    return begin_or_fail(open_store(state_path, cfg), action,
+                         selector={"table": f"{FAMILY} {TABLE}"}, command=sys.argv)
 
 
-def _open_store_or_fail(state_path: str | None, cfg: dict[str, Any]) -> None:
-    # Checked before acting: if the audit trail cannot be written, nothing is done either.
+def _done(entry: audit_trail.Entry, changed: bool, detail: str) -> int:
+    """Complete the entry (0: nothing changed, so nothing is recorded)."""
     try:
-        Store(resolve_path(state_path, cfg)).close()
-    except StateError as exc:
-        fail(str(exc))
+        if not changed:
+            entry.discard()
+            return 0
+        warn(filter(None, [entry.complete("ok", detail=detail)]))
+        return entry.id
+    finally:
+        if entry.store is not None:
+            entry.store.close()
+
+
+def _failed(entry: audit_trail.Entry, why: str) -> NoReturn:
+    warn(filter(None, [entry.complete("failed", detail=why)]))
+    fail(why)
 
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -145,15 +151,12 @@ def enable_cmd(prefix: str, rate: str, burst: int, ports_text: str, dry_run: boo
             click.echo(rule.script(), nl=False)
         return
     nft = _nft()
-    _open_store_or_fail(state_path, cfg)
+    entry = _begin(state_path, cfg, "firewall-log-smtp-enable")
     try:
         outcome, st = enable(nft, rule)
     except FirewallError as exc:
-        fail(str(exc))
-    audit_id = 0
-    if outcome != "unchanged":
-        audit_id = _record(state_path, cfg, "firewall-log-smtp-enable",
-                           f"{outcome}: {rule.rule_text()}")
+        _failed(entry, str(exc))
+    audit_id = _done(entry, outcome != "unchanged", f"{outcome}: {rule.rule_text()}")
     if fmt == "json":
         click.echo(json.dumps(st.to_dict() | {"outcome": outcome, "audit_id": audit_id or None}))
         return
@@ -173,13 +176,12 @@ def disable_cmd(state_path: str | None, config_path: str | None, fmt: str) -> No
     """Remove the logging rule (relayguard's table, nothing else)."""
     cfg = load_config(config_path)
     nft = _nft()
-    _open_store_or_fail(state_path, cfg)
+    entry = _begin(state_path, cfg, "firewall-log-smtp-disable")
     try:
         removed = disable(nft)
     except FirewallError as exc:
-        fail(str(exc))
-    audit_id = _record(state_path, cfg, "firewall-log-smtp-disable",
-                       f"deleted table {FAMILY} {TABLE}") if removed else 0
+        _failed(entry, str(exc))
+    audit_id = _done(entry, removed, f"deleted table {FAMILY} {TABLE}")
     if fmt == "json":
         click.echo(json.dumps({"schema": "relayguard.firewall-log-smtp/1", "enabled": False,
                                "removed": removed, "audit_id": audit_id or None}))

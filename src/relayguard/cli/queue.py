@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..queue.actions import ACTIONS, postsuper
-from ..queue.backup import backup_messages, load_backup, mark_dir_synced, new_backup_dir, reinject
+from ..queue import operations
+from ..queue.actions import ACTIONS
+from ..queue.backup import load_backup, mark_dir_synced, reinject
 from ..queue.postqueue import QueuedMessage, read_queue
 from ..queue.select import (
     QUEUE_NAMES,
@@ -36,11 +37,21 @@ from ..queue.select import (
 )
 from ..queue.summary import BUCKET_LABELS, QueueSummary
 from ..queue.tools import PostfixTools, QueueError, valid_queue_id
-from ..state import StateError, Store
-from .common import confirm, console, duration_option, fail, json_out, load_config, open_store, warn
+from ..state import StateError
+from .common import (
+    begin_or_fail,
+    confirm,
+    console,
+    duration_option,
+    fail,
+    json_out,
+    load_config,
+    not_recorded,
+    open_store,
+    warn,
+)
 from .common import text as _t
 
-DEFAULT_BACKUP_DIR = "/var/lib/relayguard/backups"
 SAMPLE = 5
 EXIT_OVER = 1
 
@@ -188,18 +199,6 @@ class _Run:
 def _setup(config_path: str | None, config_dir: str | None, fmt: str) -> _Run:
     cfg = load_config(config_path)
     return _Run(cfg, _tools(config_dir), fmt, console(fmt))
-
-
-def _select(run: _Run, sel: Selector, logs: list[str] | None, year: int | None,
-            with_origin: bool = False) -> Selection:
-    from ..sources import InputError
-
-    try:
-        return select(run.tools, sel, logs, year, with_origin=with_origin)
-    except QueueError as exc:
-        fail(str(exc))
-    except InputError as exc:
-        fail(str(exc))
 
 
 # ---------------------------------------------------------------------------- tables
@@ -466,12 +465,6 @@ def check(config_dir: str | None, config_path: str | None, threshold: int | None
 
 # --------------------------------------------------------------------------- actions
 
-def _backup_base(cfg: dict[str, Any], cli_value: str | None) -> str:
-    if cli_value:
-        return cli_value
-    return str((cfg.get("queue") or {}).get("backup_dir") or DEFAULT_BACKUP_DIR)
-
-
 def _do_action(action: str, kw: dict[str, Any]) -> None:
     fmt = kw.pop("fmt")
     run = _setup(kw.pop("config_path"), kw.pop("config_dir"), fmt)
@@ -481,136 +474,65 @@ def _do_action(action: str, kw: dict[str, Any]) -> None:
     sel = _make_selector(kw)
     if sel.is_empty() and not select_all:
         fail(f"no selector given: name what to {action} (--sender, --sasl-user, --client-ip, "
-              f"--queue …) or say --all")
-    if action == "release":
-        if sel.queues and set(sel.queues) != {"hold"}:
-            fail("release applies to held mail only (--queue hold)")
-        sel = _with_queues(sel, ("hold",))
-    selection = _select(run, sel, _log_paths(kw), kw.get("year"))
-    skipped = 0
-    if action == "hold" or (action == "requeue" and "hold" not in sel.queues):
-        # Holding held mail does nothing; requeueing it would release quarantined mail, so
-        # that needs an explicit --queue hold.
-        before = len(selection.messages)
-        selection.messages = [m for m in selection.messages if m.queue_name != "hold"]
-        skipped = before - len(selection.messages)
-    warn(selection.warnings)
+             f"--queue …) or say --all")
+    from ..sources import InputError
+
+    try:
+        p = operations.plan(run.tools, action, sel, _log_paths(kw), kw.get("year"))
+    except (operations.PlanError, QueueError, InputError) as exc:
+        fail(str(exc))
+    warn(p.warnings)
     act = ACTIONS.get(action)
     verb = (act.verb if act else action).capitalize()
     extra = ""
-    if skipped:
-        extra = (f"; {skipped} already on hold" if action == "hold"
-                 else f"; {skipped} on hold left alone (--queue hold to include them)")
-    if fmt == "text":
-        _preview(run, f"{verb}{' (dry run)' if dry_run else ''}", selection, extra)
-    result: dict[str, Any] = {
-        "schema": "relayguard.queue-action/1", "action": action, "dry_run": dry_run,
-        "selector": sel.describe(), "matched": len(selection.messages),
-        "by_queue": selection.by_queue(),
-        "top_senders": [{"sender": s, "messages": n} for s, n in selection.top_senders()],
-        "queue_ids": selection.ids, "on_hold_skipped": skipped,
-    }
-    if not selection.messages or dry_run:
+    if p.on_hold_skipped:
+        extra = (f"; {p.on_hold_skipped} already on hold" if action == "hold"
+                 else f"; {p.on_hold_skipped} on hold left alone (--queue hold to include them)")
+    if fmt == "text" and p.selection is not None:
+        _preview(run, f"{verb}{' (dry run)' if dry_run else ''}", p.selection, extra)
+    result: dict[str, Any] = {"schema": "relayguard.queue-action/1", "action": action,
+                              "dry_run": dry_run} | p.summary()
+    if not p.ids or dry_run:
         if fmt == "json":
             json_out(result | {"done": [], "gone": []})
-        elif dry_run and selection.messages:
+        elif dry_run and p.ids:
             run.console.print("Dry run: nothing changed.")
         return
-    n = len(selection.messages)
+    n = p.matched
     confirm(f"{verb} these {n} message(s)?", yes, f"{action} {n} message(s)")
-    # Opened before acting: if the audit trail cannot be written, nothing is done either.
     with open_store(state_path, run.cfg) as store:
-        _execute(run, action, selection, store, result, backup_dir_opt)
-
-
-def _with_queues(sel: Selector, queues: tuple[str, ...]) -> Selector:
-    from dataclasses import replace
-
-    return replace(sel, queues=queues)
-
-
-def _execute(run: _Run, action: str, selection: Selection, store: Store,
-             result: dict[str, Any], backup_dir_opt: str | None) -> None:
-    msgs = selection.messages
-    tools = run.tools
-    done: list[str] = []
-    gone: list[str] = list(selection.gone)
-    failed: list[tuple[str, str]] = []
-    backup_dir: Path | None = None
-    warnings: list[str] = []
-    status = "ok"
-    try:
-        if action in ("delete", "export"):
-            backup_dir = new_backup_dir(_backup_base(run.cfg, backup_dir_opt), action)
-            to_save = msgs
-            if action == "delete":
-                # Freeze first: a held message cannot be delivered while it is being saved,
-                # so the backup holds exactly the recipients that were still pending.
-                held = postsuper(tools, "hold", [m.queue_id for m in msgs if m.queue_name != "hold"])
-                warnings += held.warnings
-                frozen = set(held.done)
-                to_save = [m for m in msgs if m.queue_name == "hold" or m.queue_id in frozen]
-                gone += held.gone
-            report = backup_messages(tools, backup_dir, to_save, action, selection.selector.describe())
-            gone += report.gone
-            failed += report.failed
-            if action == "delete":
-                # Only what is safely on disk, and only from hold, where it was frozen.
-                res = postsuper(tools, "delete", report.saved, queue="hold")
-                warnings += res.warnings
-                done, gone = res.done, gone + res.gone
-            else:
-                done = report.saved
-        else:
-            res = postsuper(tools, action, [m.queue_id for m in msgs])
-            warnings += res.warnings
-            done, gone = res.done, gone + res.gone
-    except (QueueError, OSError, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            why = "interrupted" + (" (messages being deleted stay on hold)"
-                                   if action == "delete" else "")
-        else:
-            why = str(exc) if isinstance(exc, QueueError) else f"{exc.strerror or exc}"
-        _audit(store, action, selection, done, gone, backup_dir, run, "failed", why)
-        fail(f"{action} failed: {why}" + (f" (partial backup in {backup_dir})" if backup_dir else ""))
-    if failed:
-        status = "partial"
-    detail = None
-    if failed:
-        detail = f"{len(failed)} not backed up (kept{' on hold' if action == 'delete' else ''})"
-    audit_id = _audit(store, action, selection, done, gone, backup_dir, run, status, detail)
-    warn(warnings)
-    result |= {"done": done, "gone": gone,
-               "failed": [{"queue_id": q, "reason": r} for q, r in failed],
-               "backup_dir": str(backup_dir) if backup_dir else None, "audit_id": audit_id}
+        try:
+            res = operations.execute(p, run.tools, store,
+                                     operations.backup_base(run.cfg, backup_dir_opt),
+                                     command=sys.argv)
+        except StateError as exc:
+            not_recorded(action, exc)
+        except operations.Interrupted as exc:
+            res = exc.result
+    if res.audit_warning:
+        warn([res.audit_warning])
+    if res.error is not None:
+        fail(f"{action} failed: {res.error}"
+             + (f" (partial backup in {res.backup_dir})" if res.backup_dir else ""))
+    warn(res.warnings)
+    result |= {"done": res.done, "gone": res.gone,
+               "failed": [{"queue_id": q, "reason": r} for q, r in res.failed],
+               "backup_dir": str(res.backup_dir) if res.backup_dir else None,
+               "audit_id": res.audit_id}
     if run.fmt == "json":
         json_out(result)
     else:
-        _report_action(run, action, done, gone, failed, backup_dir, audit_id)
-    if failed:
-        fail(f"{len(failed)} message(s) could not be backed up"
-              + (" and were left on hold" if action == "delete" else ""))
+        _report_action(run, res)
+    if res.failed:
+        fail(f"{len(res.failed)} message(s) could not be backed up"
+             + (" and were left on hold" if action == "delete" else ""))
 
 
-def _audit(store: Store, action: str, selection: Selection, done: list[str], gone: list[str],
-           backup_dir: Path | None, run: _Run, status: str, detail: str | None) -> int:
-    try:
-        return store.record(action, selector=selection.selector.describe(),
-                            matched=len(selection.messages), queue_ids=done, gone=gone,
-                            backup_dir=backup_dir, config_dir=run.tools.config_dir, status=status,
-                            detail=detail, command=sys.argv)
-    except StateError as exc:
-        # The action happened; losing its record must be loud but must not hide the outcome.
-        click.echo(f"relayguard: warning: {exc}", err=True)
-        return 0
-
-
-def _report_action(run: _Run, action: str, done: list[str], gone: list[str],
-                   failed: list[tuple[str, str]], backup_dir: Path | None, audit_id: int) -> None:
-    act = ACTIONS.get(action)
-    past = act.past if act else "exported"
+def _report_action(run: _Run, res: operations.QueueResult) -> None:
+    action, done, gone, failed, backup_dir = res.action, res.done, res.gone, res.failed, res.backup_dir
     c = run.console
-    c.print(Text(f"{past.capitalize()} {len(done)} message(s).", style="bold green"))
+    c.print(Text(f"{operations.past_tense(action).capitalize()} {len(done)} message(s).",
+                 style="bold green"))
     if gone:
         c.print(Text(f"{len(gone)} message(s) had already left the queue: ")
                 + _t(", ".join(gone[:10]) + (" …" if len(gone) > 10 else "")))
@@ -621,8 +543,8 @@ def _report_action(run: _Run, action: str, done: list[str], gone: list[str],
         c.print(Text("  restore with: ") + _t(f"relayguard queue restore {backup_dir}"))
     if action == "release" and done:
         c.print("Released mail is retried at the next queue run (postqueue -f to retry now).")
-    if audit_id:
-        c.print(f"Audit entry #{audit_id} (relayguard history).")
+    if res.audit_id:
+        c.print(f"Audit entry #{res.audit_id} (relayguard history).")
 
 
 def _make_action(name: str, doc: str, backup: bool = False) -> click.Command:
@@ -722,6 +644,10 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
     done: list[str] = []
     failed: list[tuple[str, str]] = []
     with open_store(state_path, run.cfg) as store:
+        entry = begin_or_fail(store, "restore",
+                              selector={"queue_ids": list(queue_ids)} if queue_ids else {},
+                              matched=len(entries), backup_dir=os.path.abspath(directory),
+                              config_dir=run.tools.config_dir, command=sys.argv)
         try:
             for e in entries:
                 why = reinject(run.tools, e)
@@ -734,15 +660,8 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
         mark_dir_synced(Path(directory))
         status = "ok" if not failed else ("partial" if done else "failed")
         detail = f"{len(failed)} could not be re-injected" if failed else None
-        try:
-            audit_id = store.record("restore", selector={"queue_ids": list(queue_ids)} if queue_ids else {},
-                                    matched=len(entries), queue_ids=done,
-                                    backup_dir=os.path.abspath(directory),
-                                    config_dir=run.tools.config_dir, status=status, detail=detail,
-                                    command=sys.argv)
-        except StateError as exc:
-            click.echo(f"relayguard: warning: {exc}", err=True)
-            audit_id = 0
+        warn(filter(None, [entry.complete(status, queue_ids=done, detail=detail)]))
+        audit_id = entry.id
     result |= {"done": done, "failed": [{"queue_id": q, "reason": r} for q, r in failed],
                "audit_id": audit_id}
     if fmt == "json":

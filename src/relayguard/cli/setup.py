@@ -17,8 +17,7 @@ import click
 
 from ..postfix.programs import PostfixError
 from ..respond.enforcement import Plan, Report, Wanted, open_postfix, plan, read_current, wanted
-from ..state.store import StateError, Store, resolve_path
-from .common import confirm, fail, load_config
+from .common import begin_or_fail, confirm, fail, load_config, open_store, warn
 
 CONFIG_DIR = click.option("--config-dir", type=click.Path(file_okay=False),
                           help="Postfix configuration directory (postfix -c DIR). Default: "
@@ -116,23 +115,21 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
                                  w.config_dir, "--apply"]))
         return
     confirm("Apply these changes?", yes, "change main.cf")
-    try:  # opened before acting: no change without its audit entry
-        store = Store(resolve_path(state_path, cfg))
-    except StateError as exc:
-        fail(str(exc))
     selector = {"edits": [e.to_dict() for e in p.edits], "create": p.create}
-    with store:
+    with open_store(state_path, cfg) as store:  # written before acting: no change without its entry
+        entry = begin_or_fail(store, lib.ACTION, selector=selector, config_dir=pf.config_dir,
+                              command=sys.argv)
         try:
             done = lib.apply(pf, w, p, cfg, backup_dir or lib.default_backup_dir(cfg),
                              state_path)
         except lib.SetupError as exc:
-            _record(store, lib.ACTION, selector, None, pf.config_dir, "failed", str(exc))
+            warn(filter(None, [entry.complete("failed", detail=str(exc))]))
             fail(f"setup postfix failed: {exc}")
         detail = "; ".join([f"{e.param}: +{', +'.join(e.added + e.moved)}" for e in p.edits]
                            + [f"created {c}" for c in done.created])
-        audit_id = _record(store, lib.ACTION, selector,
-                           str(done.backup_dir) if done.backup_dir else None, pf.config_dir,
-                           "ok", detail)
+        warn(filter(None, [entry.complete("ok", detail=detail, backup_dir=str(done.backup_dir)
+                                          if done.backup_dir else None)]))
+        audit_id = entry.id
     for c in done.created:
         click.echo(f"Created {_clean(c)}.")
     if p.edits:
@@ -147,8 +144,7 @@ def _after(done: Any, audit_id: int) -> None:
         click.echo("Postfix reloaded.")
     elif done.reloaded is None:
         click.echo("Postfix is not running: the change applies when it starts.")
-    for warn in done.warnings:
-        click.echo(f"relayguard: warning: {_clean(warn)}", err=True)
+    warn(_clean(w) for w in done.warnings)
     if audit_id:
         click.echo(f"Audit entry #{audit_id} (relayguard history).")
 
@@ -156,11 +152,7 @@ def _after(done: Any, audit_id: int) -> None:
 def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> None:
     from ..respond import setup as lib
 
-    try:
-        store = Store(resolve_path(state_path, cfg))
-    except StateError as exc:
-        fail(str(exc))
-    with store:
+    with open_store(state_path, cfg) as store:
         try:
             u = lib.find_undo(store, pf.config_dir)
         except lib.SetupError as exc:
@@ -175,29 +167,19 @@ def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> No
             click.echo("relayguard: warning: the files were changed after that setup: those "
                        "changes are lost too", err=True)
         confirm("Restore main.cf?", yes, "restore main.cf")
-        selector = {"undoes": u.audit_id}
+        entry = begin_or_fail(store, lib.UNDO, selector={"undoes": u.audit_id},
+                              backup_dir=str(u.backup_dir), config_dir=pf.config_dir,
+                              command=sys.argv)
         try:
             done = lib.undo(pf, u)
         except lib.SetupError as exc:
-            _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "failed",
-                    str(exc))
+            warn(filter(None, [entry.complete("failed", detail=str(exc))]))
             fail(f"undo failed: {exc}")
-        audit_id = _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "ok",
-                           f"main.cf restored from {u.backup_dir}")
+        warn(filter(None, [entry.complete("ok", detail=f"main.cf restored from {u.backup_dir}")]))
+        audit_id = entry.id
     names = " and ".join(Path(r["original"]).name for r in u.saved)
     click.echo(f"{names} restored byte for byte.")
     _after(done, audit_id)
-
-
-def _record(store: Store, action: str, selector: dict[str, Any], backup_dir: str | None,
-            config_dir: str | None, status: str, detail: str) -> int:
-    try:
-        return store.record(action, selector=selector, backup_dir=backup_dir,
-                            config_dir=config_dir, status=status, detail=detail,
-                            command=sys.argv)
-    except StateError as exc:
-        click.echo(f"relayguard: warning: {exc}", err=True)  # done, but unrecorded: loud
-        return 0
 
 
 # ----------------------------------------------------------------------------- status

@@ -18,10 +18,9 @@ from rich.text import Text
 from ..postfix.instance import Postfix
 from ..postfix.mynetworks import Mynetworks, Network, read_mynetworks
 from ..postfix.programs import PostfixError
-from ..state import StateError, Store, resolve_path
 from ..trusted.edit import DEFAULT_BACKUP_DIR, Plan, apply, make_probe, plan_add, plan_remove
 from ..trusted.mynetworks import parse_target
-from .common import confirm, console, fail, load_config
+from .common import begin_or_fail, confirm, console, fail, load_config, open_store, warn
 from .common import text as _t
 
 
@@ -233,23 +232,23 @@ def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> N
             c.print("Dry run: nothing changed.")
         return
     confirm("Apply this change?", kw["yes"], f"{action} {plan.label}")
-    # Opened before acting: if the audit trail cannot be written, nothing is done either.
-    try:
-        store = Store(resolve_path(kw["state_path"], cfg))
-    except StateError as exc:
-        fail(str(exc))
     backup_base = kw["backup_dir"] or str((cfg.get("trusted") or {}).get("backup_dir")
                                           or DEFAULT_BACKUP_DIR)
     selector = {"network": plan.label, "exclude": plan.exclude,
                 "where": [ch.source.spec for ch in plan.changes]}
-    with store:
+    # Written before acting: if the audit trail cannot be written, nothing is done either.
+    with open_store(kw["state_path"], cfg) as store:
+        entry = begin_or_fail(store, f"trusted-{action}", selector=selector,
+                              matched=sum(len(c.removed) + len(c.added) for c in plan.changes),
+                              config_dir=pf.config_dir, command=sys.argv)
         try:
             done = apply(pf, model, plan, backup_base, reload=not kw["no_reload"], probe=probe)
         except PostfixError as exc:
-            _record(store, action, selector, plan, None, pf, "failed", str(exc))
+            warn(filter(None, [entry.complete("failed", detail=str(exc))]))
             fail(f"{action} {plan.label} failed: {exc}")
-        detail = _detail(plan)
-        audit_id = _record(store, action, selector, plan, str(done.backup_dir), pf, "ok", detail)
+        warn(filter(None, [entry.complete("ok", backup_dir=str(done.backup_dir),
+                                          detail=_detail(plan))]))
+        audit_id = entry.id
     result |= {"changed": True, "backup_dir": str(done.backup_dir), "reloaded": done.reloaded,
                "audit_id": audit_id, "warnings": plan.warnings + done.warnings}
     if fmt == "json":
@@ -284,19 +283,6 @@ def _detail(plan: Plan) -> str:
     if plan.still_trusted_by:
         parts.append("still trusted through " + ", ".join(plan.still_trusted_by))
     return "; ".join(parts)
-
-
-def _record(store: Store, action: str, selector: dict[str, Any], plan: Plan,
-            backup_dir: str | None, pf: Postfix, status: str, detail: str) -> int:
-    try:
-        return store.record(f"trusted-{action}", selector=selector,
-                            matched=sum(len(c.removed) + len(c.added) for c in plan.changes),
-                            backup_dir=backup_dir, config_dir=pf.config_dir, status=status,
-                            detail=detail, command=sys.argv)
-    except StateError as exc:
-        # The change happened (or was rolled back); losing its record must be loud.
-        click.echo(f"relayguard: warning: {exc}", err=True)
-        return 0
 
 
 @trusted.command()

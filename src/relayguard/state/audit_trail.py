@@ -17,6 +17,7 @@ One protocol, one failure policy, for every caller:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -60,6 +61,14 @@ class Entry:
             return (f"state database {self.store.path}: audit entry #{self.id} stays "
                     f"'{STARTED}', its outcome ({status}) could not be recorded ({exc})")
         return None
+
+
+    def discard(self) -> None:
+        """The change turned out to be none (already in place): no entry, as if never begun."""
+        if self.store is not None and self.id:
+            with contextlib.suppress(sqlite3.Error):
+                self.store.db.execute("DELETE FROM audit WHERE id = ? AND status = ?",
+                                      (self.id, STARTED))
 
 
 def begin(store: Store | None, action: str, *, selector: dict[str, Any] | None = None,
