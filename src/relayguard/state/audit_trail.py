@@ -17,15 +17,13 @@ One protocol, one failure policy, for every caller:
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store import Store, resolve_path
+from .store import StateError, Store, resolve_path
 
 STARTED = "started"
 
@@ -43,32 +41,18 @@ class Entry:
         """Record the outcome; None when done, else the warning to show (the change happened)."""
         if self.store is None or not self.id:
             return None
-        sets: dict[str, Any] = {"status": status, "detail": detail}
-        if queue_ids is not None:
-            ids = list(queue_ids)
-            sets |= {"queue_ids": _json(ids), "count": len(ids)}
-        if gone is not None:
-            sets["gone"] = _json(list(gone))
-        if matched is not None:
-            sets["matched"] = matched
-        if backup_dir is not None:
-            sets["backup_dir"] = str(backup_dir)
         try:
-            self.store.db.execute(
-                f"UPDATE audit SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",  # noqa: S608 — fixed column names
-                [*sets.values(), self.id])
-        except sqlite3.Error as exc:
-            return (f"state database {self.store.path}: audit entry #{self.id} stays "
-                    f"'{STARTED}', its outcome ({status}) could not be recorded ({exc})")
+            self.store.update_audit(self.id, status=status, detail=detail, queue_ids=queue_ids,
+                                    gone=gone, matched=matched, backup_dir=backup_dir)
+        except StateError as exc:
+            return (f"{exc}: audit entry #{self.id} stays '{STARTED}', its outcome ({status}) "
+                    "is not recorded")
         return None
-
 
     def discard(self) -> None:
         """The change turned out to be none (already in place): no entry, as if never begun."""
         if self.store is not None and self.id:
-            with contextlib.suppress(sqlite3.Error):
-                self.store.db.execute("DELETE FROM audit WHERE id = ? AND status = ?",
-                                      (self.id, STARTED))
+            self.store.discard_audit(self.id, STARTED)
 
 
 def begin(store: Store | None, action: str, *, selector: dict[str, Any] | None = None,
@@ -110,9 +94,3 @@ def history(state_path: str | None, cfg: dict[str, Any], limit: int | None = 50,
         return []
     with Store(path) as store:
         return store.history(limit or None, action, since)
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
