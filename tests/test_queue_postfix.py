@@ -22,7 +22,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from harness import ACCEPT, DEFER, PostfixCase
-from relayguard.queue.cli import history, queue
+from relayguard.cli.history import history
+from relayguard.cli.queue import queue
 from relayguard.queue.tools import PostfixTools
 from relayguard.state import Store
 
@@ -351,3 +352,99 @@ def test_queue_check_over_and_under_threshold(qc: QueueCase) -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 1, r.stderr
     assert json.loads(r.stdout)["messages"] == 4
+
+
+def _refusing_audit(path: Path) -> None:
+    """A real state database whose audit table refuses every new entry (a full disk, a broken
+    file): the trigger is SQLite's own, nothing is faked in relayguard."""
+    with Store(path) as store:
+        store.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit "
+                         "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+
+
+def test_no_audit_entry_no_action(qc: QueueCase) -> None:
+    """The one failure policy: when the audit entry cannot be written, nothing is held or
+    deleted, and the user gets one line and exit 2."""
+    d = qc.pf.domain
+    ids = qc.send(f"spam@{d}", ["a@victim1.example"], user="admin", count=2)
+    qc.settle()
+    _refusing_audit(qc.state)
+    for action in ("hold", "delete"):
+        r = qc.cli(action, "--sender", f"spam@{d}", "--yes", expect=2)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"relayguard: error: {action} not done: the audit trail cannot be written: ")
+        assert "disk is full" in lines[0] and "Traceback" not in r.output
+        assert {m["queue_id"]: m["queue_name"] for m in qc.queue()} == dict.fromkeys(ids, "deferred")
+    assert not qc.backups.exists() or not any(qc.backups.iterdir())
+
+
+def test_dashboard_hold_writes_its_audit_entry_before_postsuper(qc: QueueCase) -> None:
+    """Through the real dashboard over HTTP and the real postsuper: when the entry is written
+    the mail is not on hold yet (status "started"); when it is completed, it is."""
+    import hashlib
+    import hmac
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    import uvicorn
+
+    from relayguard import config
+    from relayguard.dashboard.app import Dashboard, create_app
+
+    d = qc.pf.domain
+    ids = qc.send(f"admin@{d}", ["a@victim1.example"], user="admin", count=2)
+    qc.settle()
+    writes: list[tuple[str, str | None, dict[str, str]]] = []
+
+    def queue_now() -> dict[str, str]:
+        return {m["queue_id"]: m["queue_name"] for m in qc.queue() if m["queue_id"] in ids}
+
+    class Witness(Store):
+        """The real state database; at each audit write it notes what the real queue holds."""
+
+        def record(self, action: str, **kw: Any) -> int:
+            writes.append(("record", kw.get("status"), queue_now()))
+            return super().record(action, **kw)
+
+        def update_audit(self, entry_id: int, **kw: Any) -> None:
+            writes.append(("update", kw.get("status"), queue_now()))
+            super().update_audit(entry_id, **kw)
+
+    class WitnessDashboard(Dashboard):
+        def store(self) -> Store:
+            return Witness(qc.state)
+
+    token = "t" * 32
+    dash = WitnessDashboard(config.defaults(), token, str(qc.state), qc.config_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(dash), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline, "dashboard did not start"
+            time.sleep(0.05)
+        csrf = hmac.new(token.encode(), b"relayguard-csrf", hashlib.sha256).hexdigest()
+        body = urllib.parse.urlencode({"csrf": csrf, "ids": ",".join(ids),
+                                       "selector": "sasl_user=admin"}).encode()
+        resp = urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/queue/hold", data=body,
+            headers={"Authorization": f"Bearer {token}"}), timeout=30)
+        page_url = urllib.parse.unquote(resp.geturl())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert "Hold: 2 message(s)" in page_url
+    assert writes == [("record", "started", dict.fromkeys(ids, "deferred")),
+                      ("update", "ok", dict.fromkeys(ids, "hold"))]
+    with Store(qc.state) as store:
+        [entry] = store.history(None, "hold")
+    assert entry["status"] == "ok" and sorted(entry["queue_ids"]) == sorted(ids)
+    assert entry["detail"] == "dashboard: hold" and f"(audit entry {entry['id']})" in page_url

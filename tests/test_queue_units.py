@@ -270,7 +270,7 @@ def _calls(bin_dir: Path) -> list[dict[str, Any]]:
 
 
 def invoke(*args: str) -> Result:
-    from relayguard.queue.cli import queue
+    from relayguard.cli.queue import queue
 
     return CliRunner().invoke(queue, list(args), catch_exceptions=False)
 
@@ -330,7 +330,7 @@ def test_bad_input_is_one_line_and_exit_2(fake_postfix: Path, args: tuple[str, .
 
 
 def test_history_json_and_empty(tmp_path: Path) -> None:
-    from relayguard.queue.cli import history
+    from relayguard.cli.history import history
 
     runner = CliRunner()
     r = runner.invoke(history, ["--state", str(tmp_path / "none.db"), "--format", "json"])
@@ -348,9 +348,10 @@ def test_history_json_and_empty(tmp_path: Path) -> None:
 
 def test_interactive_confirmation(fake_postfix: Path, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from relayguard.queue import cli as qcli
+    from relayguard.cli import common
+    from relayguard.cli import queue as qcli
 
-    monkeypatch.setattr(qcli, "_interactive", lambda: True)
+    monkeypatch.setattr(common, "interactive", lambda: True)
     args = ["hold", "--sender-domain", "good.example", "--state", str(tmp_path / "s.db")]
     r = CliRunner().invoke(qcli.queue, args, input="n\n")
     assert r.exit_code == 0 and "Nothing changed" in r.stderr

@@ -457,3 +457,47 @@ def test_fleet_state_in_redis_audit_stays_local(redis_url: str, tmp_path: Path) 
     with Store(tmp_path / "local.db") as store:
         assert [e["action"] for e in reversed(store.history(None))] == ["ban", "ban", "unban",
                                                                         "lock"]
+
+
+def _refuse(state: Path, when: str) -> None:
+    """SQLite itself refuses audit writes (a full disk, a broken file): nothing faked."""
+    with Store(state) as s:
+        s.db.execute(f"CREATE TRIGGER refuse_{when} BEFORE {when} ON audit "
+                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+
+
+def test_no_audit_entry_no_lock_no_unlock_no_hook(tmp_path: Path) -> None:
+    """The audit trail's one policy: the entry first; when it cannot be written the lock is not
+    placed (nor lifted, nor a hook run) and the user gets one line, exit 2."""
+    state = tmp_path / "s.db"
+    script, out = _hook(tmp_path)
+    cfgfile = tmp_path / "rg.toml"
+    cfgfile.write_text('[respond]\nsasl_access_map = ""\nqualify_logins = false\n'
+                       f'hooks = [["{script}", "{{user}}"]]\n')
+    assert _run(["lock", "bob@example.com", "--no-hooks"], state, cfgfile).exit_code == 0
+    _refuse(state, "INSERT")
+    r = _run(["lock", "admin@example.com", "--reason", "spam burst"], state, cfgfile)
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        f"relayguard: error: state database {state}: cannot record (database or disk is full)"]
+    r = _run(["unlock", "bob@example.com"], state, cfgfile)
+    assert r.exit_code == 2 and "cannot record" in r.output
+    rows = json.loads(_run(["locks", "--format", "json"], state, cfgfile).output)
+    assert [x["user"] for x in rows] == ["bob@example.com"]  # nothing locked, nothing lifted
+    assert not out.exists()  # the hook never ran
+
+
+def test_an_outcome_that_cannot_be_recorded_stays_started_and_says_so(tmp_path: Path) -> None:
+    from relayguard.state import audit_trail
+
+    state = tmp_path / "s.db"
+    with Store(state) as store:
+        entry = audit_trail.begin(store, "hold", selector={"senders": ["x@example.com"]},
+                                  matched=2)
+        assert store.history(1)[0]["status"] == "started"
+        store.db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON audit "
+                         "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+        problem = entry.complete("ok", queue_ids=["A1B2C3D4"])
+        assert problem is not None and "disk I/O error" in problem
+        assert f"#{entry.id} stays 'started'" in problem
+        [e] = store.history(None)
+        assert e["status"] == "started" and e["matched"] == 2 and e["count"] == 0

@@ -1,5 +1,5 @@
-"""What every command that edits a Postfix configuration shares: the confirmation, the
-timestamped backup of the files it touches, and putting them back.
+"""What every command that edits a Postfix configuration shares: the timestamped backup of
+the files it touches, and putting them back (the confirmation is relayguard.cli.common's).
 
 Used by `relayguard trusted add|remove` and `relayguard setup postfix`; each keeps its own
 planning and validation, this module only makes "preview → confirm → back up → change →
@@ -13,25 +13,10 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-import click
-
-
-def confirm(question: str, yes: bool, what: str, fail: Callable[[str], NoReturn]) -> None:
-    """--yes, or a person at a terminal who says yes; otherwise refuse (exit 2) or stop (0)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail(f"refusing to {what} without confirmation (no terminal): re-run with --yes to do "
-             "it, or --dry-run to preview only; nothing was changed")
-    if not click.confirm(question, default=False, err=True):
-        click.echo("Nothing changed.", err=True)
-        sys.exit(0)
+from typing import Any
 
 
 def sha256(path: Path) -> str:

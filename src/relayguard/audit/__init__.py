@@ -10,9 +10,8 @@
   relays for a given source address.
 * :mod:`.dnsbl` — our outbound addresses against DNS blocklists, with the meaning of each answer.
 * :mod:`.password` — a password policy check for the "change the user's password" step.
-* :mod:`.cli` — the click commands ``audit`` (the config audit), ``probe-relay``, ``dnsbl``,
-  ``password-check``.
 
-Nothing is imported here on purpose: ``relayguard.cli`` imports :mod:`.cli` for every command,
-and dnspython or zxcvbn should only be loaded by the commands that use them.
+The commands ``audit``, ``probe-relay``, ``dnsbl``, ``password-check`` are in relayguard/cli/audit.py.
+Nothing is imported here on purpose: dnspython or zxcvbn should only be loaded by the commands
+that use them.
 """

@@ -21,12 +21,12 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from ..queue.actions import postsuper
+from ..queue import operations
 from ..queue.select import Selector, parse_ip_or_cidr, select
 from ..queue.tools import PostfixTools, QueueError, valid_queue_id
 from ..respond import Banner, Locker, RespondError
 from ..state.shared import SharedState, normalise_network, open_shared
-from ..state.store import Store, resolve_path
+from ..state.store import StateError, Store, resolve_path
 
 COOKIE = "relayguard_token"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -135,7 +135,7 @@ class Dashboard:
             with holder.from_config(self.cfg, self.state_path, self.config_dir) as h:
                 lifted = h.unban(value, source="dashboard") if isinstance(h, Banner) \
                     else h.unlock(value, source="dashboard")
-        except RespondError as exc:
+        except (RespondError, StateError) as exc:
             return PlainTextResponse(f"{what} failed: {exc}", status_code=500)
         message = (done if lifted else not_there).format(value)
         return RedirectResponse(f"/?done={message} (see recent actions)", status_code=303)
@@ -176,16 +176,21 @@ class Dashboard:
         ids = [q for q in data.get("ids", "").split(",") if q]
         if not all(valid_queue_id(q) for q in ids):
             return PlainTextResponse("malformed queue ID", status_code=400)
+        # The queue package's one implementation: the audit entry is written before postsuper
+        # runs, and when it cannot be, nothing is done.
+        plan = operations.plan_ids(action, ids, {"dashboard": data.get("selector", "")})
         try:
-            result = postsuper(PostfixTools(self.config_dir), action, ids)
-        except QueueError as exc:
-            return PlainTextResponse(str(exc), status_code=500)
-        with self.store() as store:
-            entry = store.record(action, selector={"dashboard": data.get("selector", "")},
-                                 matched=len(ids), queue_ids=result.done, gone=result.gone,
-                                 config_dir=self.config_dir, detail=f"dashboard: {action}")
+            with self.store() as store:
+                result = operations.execute(plan, PostfixTools(self.config_dir), store,
+                                            note=f"dashboard: {action}")
+        except StateError as exc:
+            return PlainTextResponse(f"{action} not done: the audit trail cannot be written: {exc}",
+                                     status_code=500)
+        if result.error is not None:
+            return PlainTextResponse(result.error, status_code=500)
+        warning = f"; warning: {result.audit_warning}" if result.audit_warning else ""
         return RedirectResponse(f"/?done={action.capitalize()}: {len(result.done)} message(s) "
-                                f"(audit entry {entry})", status_code=303)
+                                f"(audit entry {result.audit_id}){warning}", status_code=303)
 
 
 def create_app(dash: Dashboard) -> Starlette:

@@ -1,6 +1,7 @@
 """Queue control: read the Postfix queue (`postqueue -j`, `-p`), select messages (sender,
 domains, SASL user, client IP, age…), act on them with `postsuper` (hold, release, requeue,
-delete), back them up and restore them. The command line is in `queue.cli`."""
+delete, through operations.py), back them up and restore them. The commands are in
+relayguard/cli/queue.py."""
 
 from .actions import ACTIONS, ActResult, postsuper
 from .backup import BackupEntry, backup_messages, load_backup, new_backup_dir, reinject

@@ -19,7 +19,6 @@ Every action goes to the audit trail; `respond()` returns what was done, for the
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -220,37 +219,39 @@ class AutoResponder:
 def hold_user_mail(user: str, store: Store | None, config_dir: str | None = None,
                    reason: str = "", source: str = "watch") -> Done:
     """Put on hold the queued mail a SASL login sent (from the queue files: `postcat` records
-    `sasl_username`), through the queue package, with an audit entry like `queue hold`'s.
-    Mail already on hold is left alone."""
-    from ..queue import QueueError, Selector, postsuper, select
+    `sasl_username`), through the queue package's one implementation (queue/operations.py):
+    the audit entry is written before postsuper runs, as for `queue hold`. Mail already on
+    hold is left alone."""
+    from ..queue import QueueError, Selector
+    from ..queue import operations as ops
     from ..queue.tools import PostfixTools
+    from ..state import audit_trail
 
     sel = Selector(sasl_users=(user,))
     try:
         tools = PostfixTools(config_dir)
-        selection = select(tools, sel)
-        ids = [m.queue_id for m in selection.messages if m.queue_name != "hold"]
-        result = postsuper(tools, "hold", ids)
+        plan = ops.plan(tools, "hold", sel)
     except (QueueError, OSError) as exc:
         why = str(exc) if isinstance(exc, QueueError) else (exc.strerror or str(exc))
-        _record_hold(store, sel, 0, [], [], config_dir, "failed", f"{source}: {why}")
+        try:  # nothing was changed: the entry records that the hold could not even start
+            audit_trail.record(store, "hold", "failed", selector=sel.describe(),
+                               config_dir=config_dir, detail=f"{source}: {why}")
+        except StateError as err:
+            log.warning("%s", err)
         return Done("hold", user, False, f"could not hold its queued mail: {why}")
-    _record_hold(store, sel, len(selection.messages), result.done, selection.gone + result.gone,
-                 config_dir, "ok", f"automatic ({source}): {one_line(reason, 300)}")
+    try:
+        result = ops.execute(plan, tools, store,
+                             note=f"automatic ({source}): {one_line(reason, 300)}")
+    except StateError as exc:
+        return Done("hold", user, False, f"could not hold its queued mail: the audit trail "
+                                         f"cannot be written, nothing was held: {exc}")
+    if result.audit_warning:
+        log.warning("%s", result.audit_warning)
+    if result.error is not None:
+        return Done("hold", user, False, f"could not hold its queued mail: {result.error}")
     detail = f"held {len(result.done)} queued message(s)"
     if result.gone:
         detail += f" ({len(result.gone)} had left the queue)"
     if result.done:
         detail += "; release what is legitimate with `relayguard queue release --sasl-user ...`"
     return Done("hold", user, True, detail)
-
-
-def _record_hold(store: Store | None, sel: Any, matched: int, done: list[str], gone: list[str],
-                 config_dir: str | None, status: str, detail: str) -> None:
-    if store is None:
-        return
-    try:
-        store.record("hold", selector=sel.describe(), matched=matched, queue_ids=done, gone=gone,
-                     config_dir=config_dir, status=status, detail=detail, ts=time.time())
-    except StateError as exc:
-        log.warning("%s", exc)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sanitize import one_line
+from ..state import audit_trail
 from ..state.store import StateError, Store
 from .common import CommandResult, RespondError, check_template, expand, log, run_argv
 
@@ -45,18 +46,24 @@ def run_hooks(hooks: Sequence[Sequence[str]], user: str, event: str, *, reason: 
     results = []
     for template in hooks:
         argv = expand(template, values)
+        # The audit trail's one policy: the entry is written before the hook runs, and a hook
+        # whose entry cannot be written does not run.
+        try:
+            entry = audit_trail.begin(store, "hook",
+                                      selector={"user": user, "event": event, "source": source},
+                                      command=argv)
+        except StateError as exc:
+            log.warning("hook %s for %s not run: %s", argv, event, exc)
+            results.append(CommandResult(argv, None, error=f"not run: {exc}"))
+            continue
         r = run_argv(argv, timeout, env=env)
         level = 20 if r.ok else 30  # INFO / WARNING
         log.log(level, "hook %s for %s: %s%s", argv, event, r.summary(),
                 ("\n" + r.output.rstrip()) if r.output.strip() else "")
-        if store is not None:
-            try:
-                store.record("hook", selector={"user": user, "event": event, "source": source},
-                             status="ok" if r.ok else "failed",
-                             detail=one_line(r.summary() + (" — " + r.output if r.output.strip()
-                                                            else ""), 1000),
-                             command=argv)
-            except StateError as exc:
-                log.warning("%s", exc)
+        problem = entry.complete("ok" if r.ok else "failed",
+                                 detail=one_line(r.summary() + (" — " + r.output if r.output.strip()
+                                                                else ""), 1000))
+        if problem:
+            log.warning("%s", problem)
         results.append(r)
     return results

@@ -31,6 +31,7 @@ from ..postfix.maps import Reloader, atomic_write, build_aside, read_bytes
 from ..postfix.postconf import value as postconf_value
 from ..postfix.programs import PostfixError
 from ..sanitize import one_line
+from ..state import audit_trail
 from ..state.shared import Lock, SharedState
 from ..state.store import StateError, Store
 from .common import (
@@ -218,7 +219,8 @@ class Locker(StateHolder):
     def lock(self, user: str, reason: str = "", ttl_seconds: float | None = None,
              source: str = "cli", *, hooks: bool = True) -> Lock:
         """Lock `user` for `ttl_seconds` (None: until unlocked), then run the hooks. Raises
-        RespondError when the lock could not be put in place (nothing is left recorded)."""
+        RespondError when the lock could not be put in place (nothing is left recorded),
+        StateError when its audit entry cannot be written (then nothing is locked)."""
         self.warnings, self.hook_results = [], []
         login = self.login_name(user)
         if login != user:
@@ -229,6 +231,7 @@ class Locker(StateHolder):
         lk = Lock(login, one_line(reason, 500), now,
                   None if ttl_seconds is None else now + float(ttl_seconds), source)
         previous = self.shared.locked(login, now)
+        entry = self._begin("lock", lk, source)  # StateError: not recorded, so not locked
         self.shared.add_lock(lk)
         try:
             self._write_map(now)
@@ -236,9 +239,9 @@ class Locker(StateHolder):
             self.shared.remove_lock(login)
             if previous is not None:
                 self.shared.add_lock(previous)
-            self._audit("lock", lk, source, "failed", str(exc))
+            self._complete(entry, "failed", str(exc))
             raise
-        self._audit("lock", lk, source, "ok", "; ".join(self.warnings) or None)
+        self._complete(entry, "ok", "; ".join(self.warnings) or None)
         log.info("locked %s by %s", login, source)
         if hooks and self.hooks:
             self.hook_results = run_hooks(self.hooks, login, "lock", reason=reason,
@@ -252,21 +255,30 @@ class Locker(StateHolder):
         """Lift the lock of `user`; the map is rewritten either way. Returns the lock removed."""
         self.warnings, self.hook_results = [], []
         login = self.login_name(user)
+        # The entry is written before the lock is lifted (StateError: not recorded, not done);
+        # now=0: an expired lock still in the list is lifted (and recorded) too.
+        current = self.shared.locked(login, 0.0) or (self.shared.locked(user, 0.0)
+                                                      if login != user else None)
+        entry = self._begin("unlock", current, source) if current is not None else None
         removed = self.shared.remove_lock(login)
         if removed is None and login != user:
             removed = self.shared.remove_lock(user)
+        if removed is not None and entry is None:  # appeared in between: still on the record
+            entry = self._begin("unlock", removed, source)
         now = time.time()
         try:
             self._write_map(now)
         except RespondError as exc:
-            if removed is not None:
-                self._audit("unlock", removed, source, "failed", str(exc))
+            if removed is not None and entry is not None:
+                self._complete(entry, "failed", str(exc))
                 raise RespondError(f"{removed.user} is off the lock list, but {exc}") from None
             raise
-        if removed is None:
+        if removed is None or entry is None:
+            if entry is not None:
+                entry.discard()  # removed by someone else meanwhile: nothing lifted here
             self.warnings.append(f"{login} was not locked")
             return None
-        self._audit("unlock", removed, source, "ok", "; ".join(self.warnings) or None)
+        self._complete(entry, "ok", "; ".join(self.warnings) or None)
         log.info("unlocked %s by %s", removed.user, source)
         if hooks and self.unlock_hooks:
             self.hook_results = run_hooks(self.unlock_hooks, removed.user, "unlock",
@@ -288,7 +300,12 @@ class Locker(StateHolder):
             self.warnings.append(str(exc))
             status, detail = "failed", str(exc)
         for lk in expired:
-            self._audit("unlock", lk, "expiry", status, detail)
+            # Expiry is not a decision that could wait for its record: it has taken effect
+            # (no lookup honours an expired lock); a trail that cannot be written is a warning.
+            try:
+                self._complete(self._begin("unlock", lk, "expiry"), status, detail)
+            except StateError as exc:
+                self.warnings.append(str(exc))
             if self.unlock_hooks:
                 self.hook_results += run_hooks(self.unlock_hooks, lk.user, "unlock",
                                                reason=lk.reason, timeout=self.hook_timeout,
@@ -309,15 +326,15 @@ class Locker(StateHolder):
             return  # no table yet and nothing to lock: leave /etc/postfix alone (watch, sync)
         self.warnings += self.map.write(lambda: self.shared.locks(now), now, force)
 
-    def _audit(self, action: str, lk: Lock, source: str, status: str, detail: str | None) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.record(action, selector={"user": lk.user, "source": source,
-                                                "reason": one_line(lk.reason, 500),
-                                                "expires": lk.to_dict()["expires"],
-                                                "map": self.map.spec if self.map else None},
-                              status=status, detail=one_line(detail, 500) if detail else None,
-                              command=argv_if_cli(source))
-        except StateError as exc:
-            self.warnings.append(str(exc))
+    def _begin(self, action: str, lk: Lock, source: str) -> audit_trail.Entry:
+        return audit_trail.begin(self.store, action,
+                                 selector={"user": lk.user, "source": source,
+                                           "reason": one_line(lk.reason, 500),
+                                           "expires": lk.to_dict()["expires"],
+                                           "map": self.map.spec if self.map else None},
+                                 command=argv_if_cli(source))
+
+    def _complete(self, entry: audit_trail.Entry, status: str, detail: str | None) -> None:
+        problem = entry.complete(status, detail=one_line(detail, 500) if detail else None)
+        if problem:
+            self.warnings.append(problem)

@@ -214,6 +214,32 @@ class Store:
             raise StateError(f"state database {self.path}: cannot record ({exc})") from None
         return int(cur.lastrowid or 0)
 
+    def update_audit(self, entry_id: int, *, status: str, detail: str | None = None,
+                     queue_ids: Iterable[str] | None = None, gone: Iterable[str] | None = None,
+                     matched: int | None = None,
+                     backup_dir: str | os.PathLike[str] | None = None) -> None:
+        """Fill in the outcome of an entry written before its change (state/audit_trail.py)."""
+        sets: dict[str, Any] = {"status": status, "detail": detail}
+        if queue_ids is not None:
+            ids = list(queue_ids)
+            sets |= {"queue_ids": json.dumps(ids), "count": len(ids)}
+        if gone is not None:
+            sets["gone"] = json.dumps(list(gone))
+        if matched is not None:
+            sets["matched"] = matched
+        if backup_dir is not None:
+            sets["backup_dir"] = str(backup_dir)
+        try:
+            self.db.execute(f"UPDATE audit SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",  # noqa: S608 — fixed column names
+                            [*sets.values(), entry_id])
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot record ({exc})") from None
+
+    def discard_audit(self, entry_id: int, status: str) -> None:
+        """Drop an entry still at `status` (a change begun that turned out to be none)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("DELETE FROM audit WHERE id = ? AND status = ?", (entry_id, status))
+
     # ----------------------------------------------------------------------- findings
     def save_finding(self, finding: dict[str, Any], first_seen: float | None = None,
                      last_seen: float | None = None, now: float | None = None) -> None:

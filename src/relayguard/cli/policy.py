@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from ..cli import CONFIG, fail, load_config
 from ..state.store import StateError
+from .common import CONFIG, fail, load_config
 
 STATE = click.option("--state", "state_path", type=click.Path(dir_okay=False),
                      help="State database (default: $RELAYGUARD_STATE, [state] path, "
@@ -18,7 +18,7 @@ STATE = click.option("--state", "state_path", type=click.Path(dir_okay=False),
 
 
 def _settings(cfg: dict[str, Any]) -> Any:
-    from .limits import PolicyConfigError, PolicySettings
+    from ..policy.limits import PolicyConfigError, PolicySettings
 
     try:
         return PolicySettings.from_config(cfg)
@@ -48,10 +48,10 @@ def serve(listen: tuple[str, ...], config_path: str | None, state_path: str | No
     Fail-open: if relayguard itself fails (a bug, the state store down or slow) it answers
     DUNNO and logs; `fail_closed = true` answers DEFER_IF_PERMIT instead.
     """
+    from ..policy.server import parse_listen, run
     from ..state.counters import MemoryCounters, SqliteCounters
     from ..state.shared import open_shared
     from ..state.store import resolve_path
-    from .server import parse_listen, run
 
     cfg = load_config(config_path)
     settings = _settings(cfg)
@@ -103,7 +103,7 @@ def serve(listen: tuple[str, ...], config_path: str | None, state_path: str | No
 def report(config_path: str | None, state_path: str | None, fmt: str, show_all: bool,
            near: float | None) -> None:
     """Who is near or over their rate limits now (from the policy server's counters)."""
-    from . import report as rep
+    from ..policy import report as rep
 
     cfg = load_config(config_path)
     settings = _settings(cfg)

@@ -1,8 +1,5 @@
 """`relayguard firewall log-smtp enable|disable|status`.
 
-Wired into the main command by ``main.add_command(firewall)`` at the end of relayguard.cli;
-relayguard.cli's helpers are imported inside functions (it imports this module last).
-
 Exit codes: 0 done (or nothing to do); 2 usage error or nft failure.
 """
 
@@ -16,8 +13,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from ..state import StateError, Store, resolve_path
-from .nft import (
+from ..firewall.nft import (
     DEFAULT_BURST,
     DEFAULT_PORTS,
     DEFAULT_PREFIX,
@@ -33,40 +29,26 @@ from .nft import (
     forwarding,
     status,
 )
+from ..state import audit_trail
+from .common import begin_or_fail, console, fail, load_config, open_store, warn
 
 WHERE_LOGS_GO = ("Lines go to the kernel log (journalctl -k, /var/log/kern.log or "
                  "/var/log/messages); `relayguard analyze` reads them with the mail log, e.g. "
                  "relayguard analyze /var/log/mail.log /var/log/kern.log")
 
 
-def _fail(message: str) -> NoReturn:
-    from ..cli import fail
-
-    fail(message)
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from ..cli import load_config
-
-    return load_config(path)
-
-
-def _console(fmt: str) -> Console:
-    return Console(stderr=fmt != "text", highlight=False, soft_wrap=True)
-
-
 def _nft() -> Nft:
     try:
         return Nft()
     except FirewallError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _ports(text: str) -> list[int]:
     try:
         return [int(p) for p in text.replace(" ", "").split(",") if p]
     except ValueError:
-        _fail(f"--ports {text!r}: comma-separated port numbers (e.g. 25,465,587)")
+        fail(f"--ports {text!r}: comma-separated port numbers (e.g. 25,465,587)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -108,22 +90,28 @@ def _show(c: Console, st: Status) -> None:
         c.print(Text(st.text.rstrip()))
 
 
-def _record(state_path: str | None, cfg: dict[str, Any], action: str, detail: str) -> int:
-    try:
-        with Store(resolve_path(state_path, cfg)) as store:
-            return store.record(action, selector={"table": f"{FAMILY} {TABLE}"}, detail=detail,
-                                command=sys.argv)
-    except StateError as exc:
-        click.echo(f"relayguard: warning: {exc}", err=True)
-        return 0
+def _begin(state_path: str | None, cfg: dict[str, Any], action: str) -> audit_trail.Entry:
+    # Written before acting: if the audit trail cannot be written, nothing is done either.
+    return begin_or_fail(open_store(state_path, cfg), action,
+                         selector={"table": f"{FAMILY} {TABLE}"}, command=sys.argv)
 
 
-def _open_store_or_fail(state_path: str | None, cfg: dict[str, Any]) -> None:
-    # Checked before acting: if the audit trail cannot be written, nothing is done either.
+def _done(entry: audit_trail.Entry, changed: bool, detail: str) -> int:
+    """Complete the entry (0: nothing changed, so nothing is recorded)."""
     try:
-        Store(resolve_path(state_path, cfg)).close()
-    except StateError as exc:
-        _fail(str(exc))
+        if not changed:
+            entry.discard()
+            return 0
+        warn(filter(None, [entry.complete("ok", detail=detail)]))
+        return entry.id
+    finally:
+        if entry.store is not None:
+            entry.store.close()
+
+
+def _failed(entry: audit_trail.Entry, why: str) -> NoReturn:
+    warn(filter(None, [entry.complete("failed", detail=why)]))
+    fail(why)
 
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -150,11 +138,11 @@ CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False)
 def enable_cmd(prefix: str, rate: str, burst: int, ports_text: str, dry_run: bool,
                state_path: str | None, config_path: str | None, fmt: str) -> None:
     """Install the logging rule (idempotent: twice is still one rule)."""
-    cfg = _config(config_path)
+    cfg = load_config(config_path)
     try:
         rule = LogSmtpRule.make(prefix, rate, burst, _ports(ports_text))
     except FirewallError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if dry_run:
         if fmt == "json":
             click.echo(json.dumps({"schema": "relayguard.firewall-log-smtp/1", "dry_run": True,
@@ -163,19 +151,16 @@ def enable_cmd(prefix: str, rate: str, burst: int, ports_text: str, dry_run: boo
             click.echo(rule.script(), nl=False)
         return
     nft = _nft()
-    _open_store_or_fail(state_path, cfg)
+    entry = _begin(state_path, cfg, "firewall-log-smtp-enable")
     try:
         outcome, st = enable(nft, rule)
     except FirewallError as exc:
-        _fail(str(exc))
-    audit_id = 0
-    if outcome != "unchanged":
-        audit_id = _record(state_path, cfg, "firewall-log-smtp-enable",
-                           f"{outcome}: {rule.rule_text()}")
+        _failed(entry, str(exc))
+    audit_id = _done(entry, outcome != "unchanged", f"{outcome}: {rule.rule_text()}")
     if fmt == "json":
         click.echo(json.dumps(st.to_dict() | {"outcome": outcome, "audit_id": audit_id or None}))
         return
-    c = _console(fmt)
+    c = console(fmt, soft_wrap=True)
     c.print({"enabled": "Enabled.", "updated": "Updated (the previous rule was replaced).",
              "unchanged": "Already enabled with these settings: nothing changed."}[outcome])
     _show(c, st)
@@ -189,20 +174,19 @@ def enable_cmd(prefix: str, rate: str, burst: int, ports_text: str, dry_run: boo
 @FORMAT
 def disable_cmd(state_path: str | None, config_path: str | None, fmt: str) -> None:
     """Remove the logging rule (relayguard's table, nothing else)."""
-    cfg = _config(config_path)
+    cfg = load_config(config_path)
     nft = _nft()
-    _open_store_or_fail(state_path, cfg)
+    entry = _begin(state_path, cfg, "firewall-log-smtp-disable")
     try:
         removed = disable(nft)
     except FirewallError as exc:
-        _fail(str(exc))
-    audit_id = _record(state_path, cfg, "firewall-log-smtp-disable",
-                       f"deleted table {FAMILY} {TABLE}") if removed else 0
+        _failed(entry, str(exc))
+    audit_id = _done(entry, removed, f"deleted table {FAMILY} {TABLE}")
     if fmt == "json":
         click.echo(json.dumps({"schema": "relayguard.firewall-log-smtp/1", "enabled": False,
                                "removed": removed, "audit_id": audit_id or None}))
         return
-    _console(fmt).print(f"Disabled: table {FAMILY} {TABLE} deleted." if removed
+    console(fmt, soft_wrap=True).print(f"Disabled: table {FAMILY} {TABLE} deleted." if removed
                         else "Already disabled: nothing to remove.")
 
 
@@ -214,9 +198,9 @@ def status_cmd(fmt: str) -> None:
     try:
         st = status(nft)
     except FirewallError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if fmt == "json":
         click.echo(json.dumps(st.to_dict()))
         return
-    _show(_console(fmt), st)
+    _show(console(fmt, soft_wrap=True), st)
 

@@ -7,6 +7,8 @@ import secrets
 
 import click
 
+from .common import fail, load_config
+
 
 @click.command()
 @click.option("--listen", default=None, metavar="HOST:PORT",
@@ -20,8 +22,7 @@ def serve(listen: str | None, token: str | None, state_path: str | None, config_
           config_path: str | None) -> None:
     """A small dashboard: findings, bans and locks with their expiry, the queue; unban, unlock,
     hold/release a selection — each confirmed and written to the audit trail."""
-    from ..cli import fail, load_config
-    from .app import Dashboard, create_app
+    from ..dashboard.app import Dashboard, create_app
 
     cfg = load_config(config_path)
     section = cfg.get("serve") or {}

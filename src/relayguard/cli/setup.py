@@ -1,4 +1,4 @@
-"""`relayguard setup postfix` and `relayguard status` (registered lazily in relayguard/cli.py).
+"""`relayguard setup postfix` and `relayguard status`.
 
 Exit codes: setup — 0 done or nothing to change, 2 refused (no confirmation) or failed (rolled
 back). status — 0 everything configured is enforced, 1 something is not (each problem named,
@@ -11,14 +11,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from .changes import confirm
-from .postfix.programs import PostfixError
-from .respond.enforcement import Plan, Report, Wanted, open_postfix, plan, read_current, wanted
-from .state.store import StateError, Store, resolve_path
+from ..postfix.programs import PostfixError
+from ..respond.enforcement import Plan, Report, Wanted, open_postfix, plan, read_current, wanted
+from .common import begin_or_fail, confirm, fail, load_config, open_store, warn
 
 CONFIG_DIR = click.option("--config-dir", type=click.Path(file_okay=False),
                           help="Postfix configuration directory (postfix -c DIR). Default: "
@@ -27,18 +26,6 @@ CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False)
                       help="relayguard configuration (TOML).")
 STATE = click.option("--state", "state_path", type=click.Path(dir_okay=False),
                      help="State database (audit trail, bans, locks).")
-
-
-def _fail(message: str) -> NoReturn:
-    from .cli import fail
-
-    fail(message)
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from .cli import load_config
-
-    return load_config(path)
 
 
 def _clean(text: Any) -> str:
@@ -99,22 +86,22 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
 
     Idempotent: when everything is in place it says so and changes nothing.
     """
-    from .respond import setup as lib
+    from ..respond import setup as lib
 
     if undo and do_apply:
-        _fail("--apply and --undo: choose one")
-    cfg = _config(config_path)
+        fail("--apply and --undo: choose one")
+    cfg = load_config(config_path)
     w = wanted(cfg, config_dir)
     try:
         pf = open_postfix(w.config_dir)
         cur = read_current(pf)
     except PostfixError as exc:
-        _fail(f"cannot read the Postfix configuration: {exc}")
+        fail(f"cannot read the Postfix configuration: {exc}")
     if undo:
         _undo(pf, cfg, state_path, yes)
         return
     if w.listen is None:
-        _fail("[policy] listen is empty or not an address: set it (e.g. \"127.0.0.1:10031\")")
+        fail("[policy] listen is empty or not an address: set it (e.g. \"127.0.0.1:10031\")")
     p = plan(w, cur)
     if p.empty:
         click.echo(f"Nothing to change: Postfix in {_clean(w.config_dir)} already consults the "
@@ -127,24 +114,22 @@ def setup_postfix(config_dir: str | None, do_apply: bool, yes: bool, undo: bool,
                    + shlex.join(["relayguard", "setup", "postfix", "--config-dir",
                                  w.config_dir, "--apply"]))
         return
-    confirm("Apply these changes?", yes, "change main.cf", _fail)
-    try:  # opened before acting: no change without its audit entry
-        store = Store(resolve_path(state_path, cfg))
-    except StateError as exc:
-        _fail(str(exc))
+    confirm("Apply these changes?", yes, "change main.cf")
     selector = {"edits": [e.to_dict() for e in p.edits], "create": p.create}
-    with store:
+    with open_store(state_path, cfg) as store:  # written before acting: no change without its entry
+        entry = begin_or_fail(store, lib.ACTION, selector=selector, config_dir=pf.config_dir,
+                              command=sys.argv)
         try:
             done = lib.apply(pf, w, p, cfg, backup_dir or lib.default_backup_dir(cfg),
                              state_path)
         except lib.SetupError as exc:
-            _record(store, lib.ACTION, selector, None, pf.config_dir, "failed", str(exc))
-            _fail(f"setup postfix failed: {exc}")
+            warn(filter(None, [entry.complete("failed", detail=str(exc))]))
+            fail(f"setup postfix failed: {exc}")
         detail = "; ".join([f"{e.param}: +{', +'.join(e.added + e.moved)}" for e in p.edits]
                            + [f"created {c}" for c in done.created])
-        audit_id = _record(store, lib.ACTION, selector,
-                           str(done.backup_dir) if done.backup_dir else None, pf.config_dir,
-                           "ok", detail)
+        warn(filter(None, [entry.complete("ok", detail=detail, backup_dir=str(done.backup_dir)
+                                          if done.backup_dir else None)]))
+        audit_id = entry.id
     for c in done.created:
         click.echo(f"Created {_clean(c)}.")
     if p.edits:
@@ -159,24 +144,19 @@ def _after(done: Any, audit_id: int) -> None:
         click.echo("Postfix reloaded.")
     elif done.reloaded is None:
         click.echo("Postfix is not running: the change applies when it starts.")
-    for warn in done.warnings:
-        click.echo(f"relayguard: warning: {_clean(warn)}", err=True)
+    warn(_clean(w) for w in done.warnings)
     if audit_id:
         click.echo(f"Audit entry #{audit_id} (relayguard history).")
 
 
 def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> None:
-    from .respond import setup as lib
+    from ..respond import setup as lib
 
-    try:
-        store = Store(resolve_path(state_path, cfg))
-    except StateError as exc:
-        _fail(str(exc))
-    with store:
+    with open_store(state_path, cfg) as store:
         try:
             u = lib.find_undo(store, pf.config_dir)
         except lib.SetupError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if u is None:
             click.echo(f"Nothing to undo: no `setup postfix --apply` of {_clean(pf.config_dir)} "
                        "in the audit trail that was not undone already.")
@@ -186,30 +166,20 @@ def _undo(pf: Any, cfg: dict[str, Any], state_path: str | None, yes: bool) -> No
         if u.edited_since:
             click.echo("relayguard: warning: the files were changed after that setup: those "
                        "changes are lost too", err=True)
-        confirm("Restore main.cf?", yes, "restore main.cf", _fail)
-        selector = {"undoes": u.audit_id}
+        confirm("Restore main.cf?", yes, "restore main.cf")
+        entry = begin_or_fail(store, lib.UNDO, selector={"undoes": u.audit_id},
+                              backup_dir=str(u.backup_dir), config_dir=pf.config_dir,
+                              command=sys.argv)
         try:
             done = lib.undo(pf, u)
         except lib.SetupError as exc:
-            _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "failed",
-                    str(exc))
-            _fail(f"undo failed: {exc}")
-        audit_id = _record(store, lib.UNDO, selector, str(u.backup_dir), pf.config_dir, "ok",
-                           f"main.cf restored from {u.backup_dir}")
+            warn(filter(None, [entry.complete("failed", detail=str(exc))]))
+            fail(f"undo failed: {exc}")
+        warn(filter(None, [entry.complete("ok", detail=f"main.cf restored from {u.backup_dir}")]))
+        audit_id = entry.id
     names = " and ".join(Path(r["original"]).name for r in u.saved)
     click.echo(f"{names} restored byte for byte.")
     _after(done, audit_id)
-
-
-def _record(store: Store, action: str, selector: dict[str, Any], backup_dir: str | None,
-            config_dir: str | None, status: str, detail: str) -> int:
-    try:
-        return store.record(action, selector=selector, backup_dir=backup_dir,
-                            config_dir=config_dir, status=status, detail=detail,
-                            command=sys.argv)
-    except StateError as exc:
-        click.echo(f"relayguard: warning: {exc}", err=True)  # done, but unrecorded: loud
-        return 0
 
 
 # ----------------------------------------------------------------------------- status
@@ -235,9 +205,9 @@ def status(config_dir: str | None, fmt: str, config_path: str | None,
     whether `watch` is running; active bans and locks; recent authentication failures and
     findings. Exit 0: everything configured is enforced; 1: something is not; 2: error.
     """
-    from .status import gather
+    from ..status import gather
 
-    cfg = _config(config_path)
+    cfg = load_config(config_path)
     st = gather(cfg, config_dir, state_path)
     if fmt == "json":
         click.echo(json.dumps(st.to_dict(), ensure_ascii=False, indent=2))

@@ -1,4 +1,4 @@
-"""The `relayguard` command: a thin layer of argument parsing over the library.
+"""`relayguard analyze`, `show user|ip`, `parse` and `messages`: reading the logs.
 
 Exit codes: 0 nothing at high or above, 1 high or critical findings, 2 usage or input error.
 """
@@ -8,102 +8,28 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import click
 from rich.console import Console
 
-from . import config as config_mod
-from .analysis import analyze as run_analysis
-from .enrich.geo import GeoError
-from .pipeline import run
-from .postfix.programs import PostfixError
-from .sources import InputError
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-
-
-def fail(message: str) -> NoReturn:
-    """One clear line on stderr and exit 2: never a traceback for bad input."""
-    click.echo(f"relayguard: error: {message}", err=True)
-    sys.exit(EXIT_ERROR)
-
-
-def parse_duration(text: str) -> float:
-    """`90s`, `10m`, `2h`, `1d` → seconds (a unit is required on the command line)."""
-    if text.strip()[-1:].isdigit():
-        raise ValueError(f"bad duration {text!r} (use e.g. 90s, 10m, 2h, 1d)")
-    return config_mod.duration(text)
-
-
-def parse_when(text: str | None) -> float | None:
-    """`--since`/`--until`: an ISO 8601 time, or a duration ago (`2h`, `1d`)."""
-    if text is None:
-        return None
-    try:
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"bad time {text!r}: use ISO 8601 (2026-06-21T08:00) or a duration ago (2h, 1d)")
-    return dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
-
-
-def parse_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    """--since and --until as epoch seconds; an empty window is a usage error, before any reading."""
-    lo, hi = parse_when(since), parse_when(until)
-    if lo is not None and hi is not None and lo > hi:
-        fail(f"--since {since} is after --until {until}: no time is in between")
-    return lo, hi
-
-
-def load_config(path: str | None) -> dict[str, Any]:
-    try:
-        return config_mod.load(path)
-    except config_mod.ConfigError as exc:
-        fail(str(exc))
-
-
-@contextmanager
-def output(path: str | None):  # type: ignore[no-untyped-def]
-    """Where a report goes. A file is written beside its name and renamed into place once
-    complete, so an error or an interrupt never leaves half a report (or an empty one) behind.
-    What is not a plain file (/dev/stdout, a FIFO, a symlink), or sits in a directory we may
-    not create files in, is written directly."""
-    if path is None:
-        yield sys.stdout
-        return
-    target = Path(path)
-    direct = target.is_symlink() or (target.exists() and not target.is_file())
-    tmp = str(target.with_name(f".{target.name}.{os.getpid()}.tmp"))
-    done = False
-    try:
-        try:
-            fh = open(path if direct else tmp, "w", encoding="utf-8")  # noqa: SIM115 — closed below
-        except PermissionError:
-            if direct or not target.exists():
-                raise
-            direct = True
-            fh = open(path, "w", encoding="utf-8")  # noqa: SIM115
-        with fh:
-            if not direct and target.exists():
-                os.chmod(tmp, target.stat().st_mode & 0o7777)
-            yield fh
-        if not direct:
-            os.replace(tmp, path)
-        done = True
-    except OSError as exc:
-        fail(f"{path}: cannot write ({exc.strerror})")
-    finally:
-        if not done and not direct:
-            Path(tmp).unlink(missing_ok=True)
+from ..analysis import analyze as run_analysis
+from ..enrich.geo import GeoError
+from ..pipeline import run
+from ..postfix.programs import PostfixError
+from ..sources import InputError
+from .common import (
+    CONFIG,
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    FILES,
+    YEAR,
+    fail,
+    load_config,
+    output,
+    parse_window,
+)
 
 
 def _progress(paths: list[str]) -> tuple[Any, Callable[[int], None] | None]:
@@ -132,83 +58,8 @@ def _progress(paths: list[str]) -> tuple[Any, Callable[[int], None] | None]:
     return prog, on_bytes
 
 
-FILES = click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
-CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                      help="TOML configuration (default: /etc/relayguard/relayguard.toml when present).")
-YEAR = click.option("--year", type=int,
-                    help="Year of classic syslog stamps (default: inferred from the file's mtime).")
 
-
-# Commands that live in their own package, imported only when used: `relayguard analyze` and
-# `relayguard ban add` start in a tenth of a second instead of loading every subsystem.
-LAZY_COMMANDS = {
-    "queue": "relayguard.queue.cli:queue",
-    "history": "relayguard.queue.cli:history",
-    "ban": "relayguard.respond.cli:ban",
-    "lock": "relayguard.respond.cli:lock",
-    "unlock": "relayguard.respond.cli:unlock",
-    "locks": "relayguard.respond.cli:locks",
-    "watch": "relayguard.watch.cli:watch",
-    "policy": "relayguard.policy.cli:policy",
-    "serve": "relayguard.dashboard.cli:serve",
-    "audit": "relayguard.audit.cli:audit",
-    "probe-relay": "relayguard.audit.cli:probe_relay",
-    "dnsbl": "relayguard.audit.cli:dnsbl",
-    "password-check": "relayguard.audit.cli:password_check",
-    "trusted": "relayguard.trusted.cli:trusted",
-    "firewall": "relayguard.firewall.cli:firewall",
-    "config": "relayguard.config_cli:config",
-    "setup": "relayguard.setup_cli:setup",
-    "status": "relayguard.setup_cli:status",
-}
-
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in LAZY_COMMANDS:
-            import importlib
-
-            module, _, attr = LAZY_COMMANDS[name].partition(":")
-            try:
-                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-            except ModuleNotFoundError as exc:
-                if exc.name and module.startswith(exc.name):
-                    return None  # a subsystem not in this build
-                raise
-        return super().get_command(ctx, name)
-
-
-def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    """`relayguard 0.1.0 (compiled with mypyc)` or `(pure Python: <why>)`."""
-    if not value or ctx.resilient_parsing:
-        return
-    from importlib.metadata import PackageNotFoundError, version
-
-    from .buildinfo import describe
-
-    try:
-        number = version("relayguard")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        number = "(not installed)"
-    click.echo(f"relayguard {number} ({describe()})")
-    ctx.exit()
-
-
-@click.group(cls=LazyGroup,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
-              help="Show the version and whether the hot path is compiled, then exit.")
-def main() -> None:
-    """relayguard — find who is sending spam through your Postfix server, stop it, prevent it.
-
-    Start with `relayguard analyze` on your mail log.
-    """
-
-
-@main.command()
+@click.command()
 @FILES
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
               show_default=True, help="html: a self-contained incident report (use with -o).")
@@ -234,7 +85,7 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
     """
     cfg = load_config(config_path)
     paths = list(files)
-    from .postfix.mynetworks import parse_postfix_network
+    from ..postfix.mynetworks import parse_postfix_network
 
     for t in trusted:
         net, problem = parse_postfix_network(t.removeprefix("!"))
@@ -255,7 +106,7 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted")
-    from .report import render_html, render_json, render_text
+    from ..report import render_html, render_json, render_text
 
     with output(out) as fh:
         if fmt == "json":
@@ -274,7 +125,7 @@ def _write_jsonl(fh: IO[str], obj: dict[str, Any]) -> None:
     fh.write("\n")
 
 
-@main.command()
+@click.command()
 @FILES
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("--stats", is_flag=True, help="Print line counts (read, unparsed) on stderr.")
@@ -285,7 +136,7 @@ def parse(files: tuple[str, ...], fmt: str, stats: bool, out: str | None, year: 
 
     Lines with no readable header are counted as unparsed (see --stats), never fatal.
     """
-    from .sources import files as srcfiles
+    from ..sources import files as srcfiles
 
     try:
         paths = list(files) or srcfiles.default_logs()
@@ -301,7 +152,7 @@ def parse(files: tuple[str, ...], fmt: str, stats: bool, out: str | None, year: 
         click.echo(f"lines={seen.lines} unparsed={seen.unparsed}", err=True)
 
 
-@main.command("messages")
+@click.command("messages")
 @FILES
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False))
@@ -311,7 +162,7 @@ def messages_cmd(files: tuple[str, ...], fmt: str, out: str | None, year: int | 
 
     In order of completion; messages still open at the end of input come last, "removed": false.
     """
-    from .sources import files as srcfiles
+    from ..sources import files as srcfiles
 
     try:
         paths = list(files) or srcfiles.default_logs()
@@ -324,7 +175,7 @@ def messages_cmd(files: tuple[str, ...], fmt: str, out: str | None, year: int | 
         sys.exit(EXIT_CLEAN)
 
 
-@main.group()
+@click.group()
 def show() -> None:
     """Everything the logs, the queue and the state say about one account or one address."""
 
@@ -332,8 +183,8 @@ def show() -> None:
 def _show(kind: str, subject: str, files: tuple[str, ...], fmt: str, year: int | None,
           config_path: str | None, state_path: str | None, config_dir: str | None,
           no_queue: bool) -> None:
-    from .investigate import investigate
-    from .report.investigation import render_investigation
+    from ..investigate import investigate
+    from ..report.investigation import render_investigation
 
     cfg = load_config(config_path)
     try:
@@ -396,29 +247,3 @@ def show_ip(ip: str, files: tuple[str, ...], fmt: str, year: int | None, config_
     except ValueError:
         fail(f"{ip!r} is not an IP address")
     _show("ip", ip, files, fmt, year, config_path, state_path, config_dir, no_queue)
-
-
-@main.command()
-@click.option("--scenario", default="all", show_default=True,
-              help="baseline, compromised-account, trusted-relay, bruteforce, direct-smtp, blocklisted, all")
-@click.option("--lines", "nlines", type=click.IntRange(min=1), default=20000, show_default=True,
-              help="Approximate number of log lines.")
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              show_default=True, help="Log file to write.")
-@click.option("--labels", type=click.Path(dir_okay=False), help="Write the ground truth (JSON) here.")
-def simulate(scenario: str, nlines: int, seed: int, out: str, labels: str | None) -> None:
-    """Write deterministic, labeled synthetic Postfix traffic (for demos, tests, benchmarks)."""
-    from .simulate import write_simulation
-
-    try:
-        if out == "-":
-            write_simulation(scenario, nlines, sys.stdout, seed=seed,
-                             labels=Path(labels) if labels else None)
-        else:
-            write_simulation(scenario, nlines, Path(out), seed=seed,
-                             labels=Path(labels) if labels else None)
-    except ValueError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot write: {exc}")

@@ -10,12 +10,12 @@ from types import FrameType
 
 import click
 
-from ..cli import CONFIG, EXIT_CLEAN, EXIT_FINDINGS, fail, load_config
 from ..postfix.programs import PostfixError
 from ..respond.common import RespondError
 from ..state import StateError
-from .daemon import Watcher, WatchError
-from .settings import SettingsError
+from ..watch.daemon import Watcher, WatchError
+from ..watch.settings import SettingsError
+from .common import CONFIG, EXIT_CLEAN, EXIT_FINDINGS, fail, load_config
 
 
 @click.command()

@@ -1,8 +1,5 @@
 """`relayguard ban list|add|remove|sync`, `relayguard lock`, `unlock` and `locks`.
 
-Wired into the main command at the end of relayguard/cli.py, which imports this module last;
-helpers of relayguard.cli (fail, load_config, parse_duration) are imported inside functions.
-
 Exit codes: 0 done (also: nothing to remove); 2 usage or input error, a refused ban (allowlist),
 or a backend failure — one line on stderr, never a traceback.
 """
@@ -14,62 +11,35 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from .. import timefmt
+from ..respond.bans import Banner
+from ..respond.common import RespondError
+from ..respond.locks import Locker
 from ..state.store import StateError
-from .bans import Banner
-from .common import RespondError
-from .locks import Locker
-
-
-def _fail(message: str) -> NoReturn:
-    from ..cli import fail
-
-    fail(message)
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from ..cli import load_config
-
-    return load_config(path)
+from .common import duration_option, fail, load_config, warn
+from .common import text as _t
 
 
 def _seconds(opt: str, text: str | None) -> float | None:
     """--for: a duration (20m, 2h, 1d); None when not given."""
-    if text is None:
+    value = duration_option(opt, text)
+    if value is None:
         return None
-    from ..cli import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        _fail(f"{opt}: {exc}")
     if value <= 0:
-        _fail(f"{opt}: must be positive (leave it out, or --permanent, for no expiry)")
+        fail(f"{opt}: must be positive (leave it out, or --permanent, for no expiry)")
     return value
-
-
-def _t(value: Any) -> Text:
-    """Logins and reasons come from logs: shown as text, never as rich markup."""
-    s = "" if value is None else str(value)
-    return Text("".join(c if c.isprintable() else "?" for c in s))
-
-
-def _warn(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(f"relayguard: warning: {line}", err=True)
 
 
 def _enforced(cfg: dict[str, Any], config_dir: str | None, what: str) -> None:
     """Never a silent success: say it when nothing on this machine enforces what was recorded."""
-    from .enforcement import notice
+    from ..respond.enforcement import notice
 
     line = notice(cfg, config_dir, what)
     if line:
@@ -107,15 +77,15 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 @contextmanager
 def _banner(config_path: str | None, state_path: str | None,
             config_dir: str | None) -> Iterator[Banner]:
-    cfg = _config(config_path)
+    cfg = load_config(config_path)
     try:
         b = Banner.from_config(cfg, state_path, config_dir)
     except (RespondError, StateError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         yield b
     except (RespondError, StateError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         b.close()
 
@@ -123,15 +93,15 @@ def _banner(config_path: str | None, state_path: str | None,
 @contextmanager
 def _locker(config_path: str | None, state_path: str | None,
             config_dir: str | None) -> Iterator[Locker]:
-    cfg = _config(config_path)
+    cfg = load_config(config_path)
     try:
         lk = Locker.from_config(cfg, state_path, config_dir)
     except (RespondError, StateError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         yield lk
     except (RespondError, StateError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         lk.close()
 
@@ -189,14 +159,14 @@ def ban_add(network: str, for_: str | None, permanent: bool, reason: str, state_
             config_path: str | None, config_dir: str | None) -> None:
     """Ban an address or a CIDR network (re-banning replaces the earlier ban)."""
     if permanent and for_:
-        _fail("--for and --permanent exclude each other")
+        fail("--for and --permanent exclude each other")
     ttl = _seconds("--for", for_)
     with _banner(config_path, state_path, config_dir) as b:
         if ttl is None and not permanent:
             ttl = b.default_ttl
         x = b.ban(network, reason or "banned by hand", ttl, source="cli")
         warnings = b.warnings
-    _warn(warnings)
+    warn(warnings)
     until = "until removed" if x.expires is None else f"for {_age(x.expires - x.since)}"
     click.echo(f"Banned {x.network} {until} (backend: {x.backend}).")
     _enforced(b.cfg, config_dir, "bans")
@@ -214,7 +184,7 @@ def ban_remove(network: str, state_path: str | None, config_path: str | None,
     if x is None:
         click.echo(f"{b.parse(network)} was not banned; nothing to remove.", err=True)
         return
-    _warn(warnings)
+    warn(warnings)
     click.echo(f"Unbanned {x.network}.")
 
 
@@ -233,7 +203,7 @@ def ban_sync(state_path: str | None, config_path: str | None, config_dir: str | 
         notes += lk.warnings
         nlocks = lk.sync()
         notes += lk.warnings
-    _warn(list(dict.fromkeys(notes)))
+    warn(list(dict.fromkeys(notes)))
     click.echo(f"{len(expired)} ban(s) expired, {n} active applied ({b.backend.name}); "
                f"{len(unlocked)} lock(s) expired, {nlocks} active.")
 
@@ -261,11 +231,11 @@ def lock(user: str, for_: str | None, reason: str, no_hooks: bool, hold_mail: bo
         warnings, hooks = lk.warnings, lk.hook_results
         held = None
         if hold_mail:
-            from .auto import hold_user_mail
+            from ..respond.auto import hold_user_mail
 
             held = hold_user_mail(x.user, lk.store, lk.config_dir, reason or "locked by hand",
                                   source="cli")
-    _warn(warnings)
+    warn(warnings)
     until = "until unlocked" if x.expires is None else f"for {_age(x.expires - x.since)}"
     click.echo(f"Locked {x.user} {until}.")
     _enforced(lk.cfg, config_dir, "locks")
@@ -273,7 +243,7 @@ def lock(user: str, for_: str | None, reason: str, no_hooks: bool, hold_mail: bo
         click.echo(f"  hook {' '.join(r.argv)}: {r.summary()}")
     if held is not None:
         if not held.ok:
-            _fail(held.detail)
+            fail(held.detail)
         click.echo(f"  {held.detail}")
 
 
@@ -292,7 +262,7 @@ def unlock(user: str, no_hooks: bool, state_path: str | None, config_path: str |
         hint = f" (locked: {', '.join(others[:5])})" if others else ""
         click.echo(f"{user.strip()} was not locked; nothing to unlock{hint}.", err=True)
         return
-    _warn(warnings)
+    warn(warnings)
     click.echo(f"Unlocked {x.user}.")
 
 

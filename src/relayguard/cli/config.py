@@ -6,18 +6,15 @@ from typing import Any
 
 import click
 
-from . import config as config_mod
-from .cli import CONFIG, fail
+from .. import config as config_mod
+from .common import CONFIG, load_config
 
 
 def _load(path: str | None) -> tuple[dict[str, Any], str | None]:
     """The effective configuration and the file it came from (None: defaults only)."""
     if path is None and config_mod.SYSTEM_CONFIG.exists():
         path = str(config_mod.SYSTEM_CONFIG)
-    try:
-        return config_mod.load(path) if path else config_mod.defaults(), path
-    except config_mod.ConfigError as exc:
-        fail(str(exc))
+    return (load_config(path) if path else config_mod.defaults()), path
 
 
 @click.group()

@@ -1,8 +1,4 @@
-"""`relayguard queue …` and `relayguard history`.
-
-Wired into the main command with `main.add_command(queue)` and `main.add_command(history)`.
-relayguard.cli imports this module at its end, so its helpers (fail, parse_duration, …) are
-imported inside functions here, never at module level (that would be an import cycle).
+"""`relayguard queue …`.
 
 Exit codes: 0 done (or nothing to do); 1 `queue check` over the threshold; 2 usage or input
 error, a refused unconfirmed action, or a Postfix tool failure.
@@ -17,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich import box
@@ -25,12 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import timefmt
-from ..state import StateError, Store, resolve_path
-from .actions import ACTIONS, postsuper
-from .backup import backup_messages, load_backup, mark_dir_synced, new_backup_dir, reinject
-from .postqueue import QueuedMessage, read_queue
-from .select import (
+from ..queue import operations
+from ..queue.actions import ACTIONS
+from ..queue.backup import load_backup, mark_dir_synced, reinject
+from ..queue.postqueue import QueuedMessage, read_queue
+from ..queue.select import (
     QUEUE_NAMES,
     Selection,
     Selector,
@@ -40,32 +35,28 @@ from .select import (
     parse_ip_or_cidr,
     select,
 )
-from .summary import BUCKET_LABELS, QueueSummary
-from .tools import PostfixTools, QueueError, valid_queue_id
+from ..queue.summary import BUCKET_LABELS, QueueSummary
+from ..queue.tools import PostfixTools, QueueError, valid_queue_id
+from ..state import StateError
+from .common import (
+    begin_or_fail,
+    confirm,
+    console,
+    duration_option,
+    fail,
+    json_out,
+    load_config,
+    not_recorded,
+    open_store,
+    warn,
+)
+from .common import text as _t
 
-DEFAULT_BACKUP_DIR = "/var/lib/relayguard/backups"
 SAMPLE = 5
 EXIT_OVER = 1
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _fail(message: str) -> NoReturn:
-    from ..cli import fail
-
-    fail(message)
-
-
-def _duration(opt: str, text: str | None) -> float | None:
-    if text is None:
-        return None
-    from ..cli import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        _fail(f"{opt}: {exc}")
-
 
 def _size(text: str | None) -> int | None:
     if text is None:
@@ -79,35 +70,17 @@ def _size(text: str | None) -> int | None:
     try:
         value = int(float(t) * mult)
     except ValueError:
-        _fail(f"--min-size: bad size {text!r} (bytes, or with k/M/G)")
+        fail(f"--min-size: bad size {text!r} (bytes, or with k/M/G)")
     if value < 0:
-        _fail(f"--min-size: bad size {text!r}")
+        fail(f"--min-size: bad size {text!r}")
     return value
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from ..cli import load_config
-
-    return load_config(path)
 
 
 def _tools(config_dir: str | None) -> PostfixTools:
     try:
         return PostfixTools(config_dir)
     except QueueError as exc:
-        _fail(str(exc))
-
-
-def _console(fmt: str = "text") -> Console:
-    # Tables go to stdout; in JSON mode stdout carries only JSON, so people text goes to stderr.
-    return Console(stderr=fmt != "text", highlight=False, soft_wrap=False)
-
-
-def _t(value: Any) -> Text:
-    """Queue and log data reach rich as Text, never as markup: a sender such as `[red]x` or
-    an escape sequence is shown, not interpreted."""
-    s = "" if value is None else str(value)
-    return Text("".join(c if c.isprintable() else "?" for c in s))
+        fail(str(exc))
 
 
 def _age(seconds: float) -> str:
@@ -117,10 +90,6 @@ def _age(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
-
-
-def _json_out(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False))
 
 
 # -------------------------------------------------------------------------- options
@@ -196,19 +165,19 @@ def _make_selector(kw: dict[str, Any]) -> Selector:
             recipient_domains=tuple(parse_domain(d) for d in kw.get("recipient_domains") or ()),
             sasl_users=tuple(u.strip() for u in kw.get("sasl_users") or () if u.strip()),
             client_ips=tuple(parse_ip_or_cidr(i) for i in kw.get("client_ips") or ()),
-            older_than=_duration("--older-than", kw.get("older_than")),
-            newer_than=_duration("--newer-than", kw.get("newer_than")),
+            older_than=duration_option("--older-than", kw.get("older_than")),
+            newer_than=duration_option("--newer-than", kw.get("newer_than")),
             queues=tuple(kw.get("queues") or ()),
             min_size=_size(kw.get("min_size")),
             queue_ids=tuple(kw.get("queue_ids") or ()),
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     bad = [q for q in sel.queue_ids if not valid_queue_id(q)]
     if bad:
-        _fail(f"--queue-id: {bad[0]!r} is not a Postfix queue ID")
+        fail(f"--queue-id: {bad[0]!r} is not a Postfix queue ID")
     if kw.get("sasl_users") is not None and any(not u.strip() for u in kw["sasl_users"]):
-        _fail("--sasl-user: empty login")
+        fail("--sasl-user: empty login")
     return sel
 
 
@@ -228,27 +197,8 @@ class _Run:
 
 
 def _setup(config_path: str | None, config_dir: str | None, fmt: str) -> _Run:
-    cfg = _config(config_path)
-    return _Run(cfg, _tools(config_dir), fmt, _console(fmt))
-
-
-def _select(run: _Run, sel: Selector, logs: list[str] | None, year: int | None,
-            with_origin: bool = False) -> Selection:
-    from ..sources import InputError
-
-    try:
-        return select(run.tools, sel, logs, year, with_origin=with_origin)
-    except QueueError as exc:
-        _fail(str(exc))
-    except InputError as exc:
-        _fail(str(exc))
-
-
-def _open_store(state_path: str | None, cfg: dict[str, Any]) -> Store:
-    try:
-        return Store(resolve_path(state_path, cfg))
-    except StateError as exc:
-        _fail(str(exc))
+    cfg = load_config(config_path)
+    return _Run(cfg, _tools(config_dir), fmt, console(fmt))
 
 
 # ---------------------------------------------------------------------------- tables
@@ -303,11 +253,6 @@ def _preview(run: _Run, verb: str, selection: Selection, extra: str = "") -> Non
                            width=c.width))
 
 
-def _warn(run: _Run, lines: Iterable[str]) -> None:
-    for ln in lines:
-        click.echo(f"relayguard: warning: {ln}", err=True)
-
-
 # ---------------------------------------------------------------------------- group
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -354,13 +299,13 @@ def summary(config_dir: str | None, config_path: str | None, origins: bool, top:
                                gone, warnings):
             result.add(m)
     except (QueueError, InputError) as exc:
-        _fail(str(exc))
-    _warn(run, warnings)
+        fail(str(exc))
+    warn(warnings)
     if fmt == "json":
         d = result.to_dict()
         if not sel.is_empty():
             d["selector"] = sel.describe()
-        _json_out(d)
+        json_out(d)
         return
     _render_summary(run.console, result)
 
@@ -440,20 +385,20 @@ def list_cmd(config_dir: str | None, config_path: str | None, limit: int | None,
             if fmt == "json":
                 out.write("\n]\n" if n else "]\n")
             out.flush()
-            _warn(run, warnings)
+            warn(warnings)
             return
         selection = select(run.tools, sel, logs, kw.get("year"), now, with_origin)
     except (QueueError, InputError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(0)
-    _warn(run, selection.warnings)
+    warn(selection.warnings)
     msgs = selection.messages
     if fmt != "text":
         shown = msgs[:limit] if limit else msgs
         if fmt == "json":
-            _json_out([m.to_dict() for m in shown])
+            json_out([m.to_dict() for m in shown])
         else:
             for m in shown:
                 click.echo(json.dumps(m.to_dict(), ensure_ascii=False))
@@ -501,15 +446,15 @@ def check(config_dir: str | None, config_path: str | None, threshold: int | None
             total += 1
             counts[m.queue_name] = counts.get(m.queue_name, 0) + 1
     except (QueueError, InputError) as exc:
-        _fail(str(exc))
-    _warn(run, warnings)
+        fail(str(exc))
+    warn(warnings)
     over = total >= threshold
     if fmt == "json":
         d: dict[str, Any] = {"schema": "relayguard.queue-check/1", "messages": total,
                              "threshold": threshold, "over": over, "queues": counts}
         if not sel.is_empty():
             d["selector"] = sel.describe()
-        _json_out(d)
+        json_out(d)
     else:
         state = "OVER" if over else "ok"
         per = ", ".join(f"{q} {n}" for q, n in sorted(counts.items()))
@@ -520,28 +465,6 @@ def check(config_dir: str | None, config_path: str | None, threshold: int | None
 
 # --------------------------------------------------------------------------- actions
 
-def _interactive() -> bool:
-    return sys.stdin.isatty()
-
-
-def _confirm(run: _Run, question: str, yes: bool, what: str) -> None:
-    """--yes, or a person at a terminal who says yes; otherwise refuse (exit 2) or stop."""
-    if yes:
-        return
-    if not _interactive():
-        _fail(f"refusing to {what} without confirmation (no terminal): "
-              "re-run with --yes to do it, or --dry-run to preview only; nothing was changed")
-    if not click.confirm(question, default=False, err=True):
-        click.echo("Nothing changed.", err=True)
-        sys.exit(0)
-
-
-def _backup_base(cfg: dict[str, Any], cli_value: str | None) -> str:
-    if cli_value:
-        return cli_value
-    return str((cfg.get("queue") or {}).get("backup_dir") or DEFAULT_BACKUP_DIR)
-
-
 def _do_action(action: str, kw: dict[str, Any]) -> None:
     fmt = kw.pop("fmt")
     run = _setup(kw.pop("config_path"), kw.pop("config_dir"), fmt)
@@ -550,137 +473,66 @@ def _do_action(action: str, kw: dict[str, Any]) -> None:
     backup_dir_opt = kw.pop("backup_dir", None)
     sel = _make_selector(kw)
     if sel.is_empty() and not select_all:
-        _fail(f"no selector given: name what to {action} (--sender, --sasl-user, --client-ip, "
-              f"--queue …) or say --all")
-    if action == "release":
-        if sel.queues and set(sel.queues) != {"hold"}:
-            _fail("release applies to held mail only (--queue hold)")
-        sel = _with_queues(sel, ("hold",))
-    selection = _select(run, sel, _log_paths(kw), kw.get("year"))
-    skipped = 0
-    if action == "hold" or (action == "requeue" and "hold" not in sel.queues):
-        # Holding held mail does nothing; requeueing it would release quarantined mail, so
-        # that needs an explicit --queue hold.
-        before = len(selection.messages)
-        selection.messages = [m for m in selection.messages if m.queue_name != "hold"]
-        skipped = before - len(selection.messages)
-    _warn(run, selection.warnings)
+        fail(f"no selector given: name what to {action} (--sender, --sasl-user, --client-ip, "
+             f"--queue …) or say --all")
+    from ..sources import InputError
+
+    try:
+        p = operations.plan(run.tools, action, sel, _log_paths(kw), kw.get("year"))
+    except (operations.PlanError, QueueError, InputError) as exc:
+        fail(str(exc))
+    warn(p.warnings)
     act = ACTIONS.get(action)
     verb = (act.verb if act else action).capitalize()
     extra = ""
-    if skipped:
-        extra = (f"; {skipped} already on hold" if action == "hold"
-                 else f"; {skipped} on hold left alone (--queue hold to include them)")
-    if fmt == "text":
-        _preview(run, f"{verb}{' (dry run)' if dry_run else ''}", selection, extra)
-    result: dict[str, Any] = {
-        "schema": "relayguard.queue-action/1", "action": action, "dry_run": dry_run,
-        "selector": sel.describe(), "matched": len(selection.messages),
-        "by_queue": selection.by_queue(),
-        "top_senders": [{"sender": s, "messages": n} for s, n in selection.top_senders()],
-        "queue_ids": selection.ids, "on_hold_skipped": skipped,
-    }
-    if not selection.messages or dry_run:
+    if p.on_hold_skipped:
+        extra = (f"; {p.on_hold_skipped} already on hold" if action == "hold"
+                 else f"; {p.on_hold_skipped} on hold left alone (--queue hold to include them)")
+    if fmt == "text" and p.selection is not None:
+        _preview(run, f"{verb}{' (dry run)' if dry_run else ''}", p.selection, extra)
+    result: dict[str, Any] = {"schema": "relayguard.queue-action/1", "action": action,
+                              "dry_run": dry_run} | p.summary()
+    if not p.ids or dry_run:
         if fmt == "json":
-            _json_out(result | {"done": [], "gone": []})
-        elif dry_run and selection.messages:
+            json_out(result | {"done": [], "gone": []})
+        elif dry_run and p.ids:
             run.console.print("Dry run: nothing changed.")
         return
-    n = len(selection.messages)
-    _confirm(run, f"{verb} these {n} message(s)?", yes, f"{action} {n} message(s)")
-    # Opened before acting: if the audit trail cannot be written, nothing is done either.
-    with _open_store(state_path, run.cfg) as store:
-        _execute(run, action, selection, store, result, backup_dir_opt)
-
-
-def _with_queues(sel: Selector, queues: tuple[str, ...]) -> Selector:
-    from dataclasses import replace
-
-    return replace(sel, queues=queues)
-
-
-def _execute(run: _Run, action: str, selection: Selection, store: Store,
-             result: dict[str, Any], backup_dir_opt: str | None) -> None:
-    msgs = selection.messages
-    tools = run.tools
-    done: list[str] = []
-    gone: list[str] = list(selection.gone)
-    failed: list[tuple[str, str]] = []
-    backup_dir: Path | None = None
-    warnings: list[str] = []
-    status = "ok"
-    try:
-        if action in ("delete", "export"):
-            backup_dir = new_backup_dir(_backup_base(run.cfg, backup_dir_opt), action)
-            to_save = msgs
-            if action == "delete":
-                # Freeze first: a held message cannot be delivered while it is being saved,
-                # so the backup holds exactly the recipients that were still pending.
-                held = postsuper(tools, "hold", [m.queue_id for m in msgs if m.queue_name != "hold"])
-                warnings += held.warnings
-                frozen = set(held.done)
-                to_save = [m for m in msgs if m.queue_name == "hold" or m.queue_id in frozen]
-                gone += held.gone
-            report = backup_messages(tools, backup_dir, to_save, action, selection.selector.describe())
-            gone += report.gone
-            failed += report.failed
-            if action == "delete":
-                # Only what is safely on disk, and only from hold, where it was frozen.
-                res = postsuper(tools, "delete", report.saved, queue="hold")
-                warnings += res.warnings
-                done, gone = res.done, gone + res.gone
-            else:
-                done = report.saved
-        else:
-            res = postsuper(tools, action, [m.queue_id for m in msgs])
-            warnings += res.warnings
-            done, gone = res.done, gone + res.gone
-    except (QueueError, OSError, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            why = "interrupted" + (" (messages being deleted stay on hold)"
-                                   if action == "delete" else "")
-        else:
-            why = str(exc) if isinstance(exc, QueueError) else f"{exc.strerror or exc}"
-        _audit(store, action, selection, done, gone, backup_dir, run, "failed", why)
-        _fail(f"{action} failed: {why}" + (f" (partial backup in {backup_dir})" if backup_dir else ""))
-    if failed:
-        status = "partial"
-    detail = None
-    if failed:
-        detail = f"{len(failed)} not backed up (kept{' on hold' if action == 'delete' else ''})"
-    audit_id = _audit(store, action, selection, done, gone, backup_dir, run, status, detail)
-    _warn(run, warnings)
-    result |= {"done": done, "gone": gone,
-               "failed": [{"queue_id": q, "reason": r} for q, r in failed],
-               "backup_dir": str(backup_dir) if backup_dir else None, "audit_id": audit_id}
+    n = p.matched
+    confirm(f"{verb} these {n} message(s)?", yes, f"{action} {n} message(s)")
+    with open_store(state_path, run.cfg) as store:
+        try:
+            res = operations.execute(p, run.tools, store,
+                                     operations.backup_base(run.cfg, backup_dir_opt),
+                                     command=sys.argv)
+        except StateError as exc:
+            not_recorded(action, exc)
+        except operations.Interrupted as exc:
+            res = exc.result
+    if res.audit_warning:
+        warn([res.audit_warning])
+    if res.error is not None:
+        fail(f"{action} failed: {res.error}"
+             + (f" (partial backup in {res.backup_dir})" if res.backup_dir else ""))
+    warn(res.warnings)
+    result |= {"done": res.done, "gone": res.gone,
+               "failed": [{"queue_id": q, "reason": r} for q, r in res.failed],
+               "backup_dir": str(res.backup_dir) if res.backup_dir else None,
+               "audit_id": res.audit_id}
     if run.fmt == "json":
-        _json_out(result)
+        json_out(result)
     else:
-        _report_action(run, action, done, gone, failed, backup_dir, audit_id)
-    if failed:
-        _fail(f"{len(failed)} message(s) could not be backed up"
-              + (" and were left on hold" if action == "delete" else ""))
+        _report_action(run, res)
+    if res.failed:
+        fail(f"{len(res.failed)} message(s) could not be backed up"
+             + (" and were left on hold" if action == "delete" else ""))
 
 
-def _audit(store: Store, action: str, selection: Selection, done: list[str], gone: list[str],
-           backup_dir: Path | None, run: _Run, status: str, detail: str | None) -> int:
-    try:
-        return store.record(action, selector=selection.selector.describe(),
-                            matched=len(selection.messages), queue_ids=done, gone=gone,
-                            backup_dir=backup_dir, config_dir=run.tools.config_dir, status=status,
-                            detail=detail, command=sys.argv)
-    except StateError as exc:
-        # The action happened; losing its record must be loud but must not hide the outcome.
-        click.echo(f"relayguard: warning: {exc}", err=True)
-        return 0
-
-
-def _report_action(run: _Run, action: str, done: list[str], gone: list[str],
-                   failed: list[tuple[str, str]], backup_dir: Path | None, audit_id: int) -> None:
-    act = ACTIONS.get(action)
-    past = act.past if act else "exported"
+def _report_action(run: _Run, res: operations.QueueResult) -> None:
+    action, done, gone, failed, backup_dir = res.action, res.done, res.gone, res.failed, res.backup_dir
     c = run.console
-    c.print(Text(f"{past.capitalize()} {len(done)} message(s).", style="bold green"))
+    c.print(Text(f"{operations.past_tense(action).capitalize()} {len(done)} message(s).",
+                 style="bold green"))
     if gone:
         c.print(Text(f"{len(gone)} message(s) had already left the queue: ")
                 + _t(", ".join(gone[:10]) + (" …" if len(gone) > 10 else "")))
@@ -691,8 +543,8 @@ def _report_action(run: _Run, action: str, done: list[str], gone: list[str],
         c.print(Text("  restore with: ") + _t(f"relayguard queue restore {backup_dir}"))
     if action == "release" and done:
         c.print("Released mail is retried at the next queue run (postqueue -f to retry now).")
-    if audit_id:
-        c.print(f"Audit entry #{audit_id} (relayguard history).")
+    if res.audit_id:
+        c.print(f"Audit entry #{res.audit_id} (relayguard history).")
 
 
 def _make_action(name: str, doc: str, backup: bool = False) -> click.Command:
@@ -747,10 +599,10 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
     try:
         entries = load_backup(directory)
     except QueueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     bad = [q for q in queue_ids if not valid_queue_id(q)]
     if bad:
-        _fail(f"--queue-id: {bad[0]!r} is not a Postfix queue ID")
+        fail(f"--queue-id: {bad[0]!r} is not a Postfix queue ID")
     if queue_ids:
         entries = [e for e in entries if e.queue_id in queue_ids]
     already = [e for e in entries if e.restored]
@@ -783,15 +635,19 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
                               "already_restored": [e.queue_id for e in already]}
     if not entries or dry_run:
         if fmt == "json":
-            _json_out(result | {"done": [], "failed": []})
+            json_out(result | {"done": [], "failed": []})
         elif dry_run and entries:
             run.console.print("Dry run: nothing changed.")
         return
-    _confirm(run, f"Re-inject these {len(entries)} message(s)?", yes,
+    confirm(f"Re-inject these {len(entries)} message(s)?", yes,
              f"restore {len(entries)} message(s)")
     done: list[str] = []
     failed: list[tuple[str, str]] = []
-    with _open_store(state_path, run.cfg) as store:
+    with open_store(state_path, run.cfg) as store:
+        entry = begin_or_fail(store, "restore",
+                              selector={"queue_ids": list(queue_ids)} if queue_ids else {},
+                              matched=len(entries), backup_dir=os.path.abspath(directory),
+                              config_dir=run.tools.config_dir, command=sys.argv)
         try:
             for e in entries:
                 why = reinject(run.tools, e)
@@ -804,19 +660,12 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
         mark_dir_synced(Path(directory))
         status = "ok" if not failed else ("partial" if done else "failed")
         detail = f"{len(failed)} could not be re-injected" if failed else None
-        try:
-            audit_id = store.record("restore", selector={"queue_ids": list(queue_ids)} if queue_ids else {},
-                                    matched=len(entries), queue_ids=done,
-                                    backup_dir=os.path.abspath(directory),
-                                    config_dir=run.tools.config_dir, status=status, detail=detail,
-                                    command=sys.argv)
-        except StateError as exc:
-            click.echo(f"relayguard: warning: {exc}", err=True)
-            audit_id = 0
+        warn(filter(None, [entry.complete(status, queue_ids=done, detail=detail)]))
+        audit_id = entry.id
     result |= {"done": done, "failed": [{"queue_id": q, "reason": r} for q, r in failed],
                "audit_id": audit_id}
     if fmt == "json":
-        _json_out(result)
+        json_out(result)
     else:
         run.console.print(Text(f"Re-injected {len(done)} message(s).", style="bold green"))
         for qid, why in failed[:10]:
@@ -824,56 +673,5 @@ def restore(directory: str, queue_ids: tuple[str, ...], again: bool, config_dir:
         if audit_id:
             run.console.print(f"Audit entry #{audit_id} (relayguard history).")
     if failed:
-        _fail(f"{len(failed)} of {len(entries)} message(s) could not be re-injected "
+        fail(f"{len(failed)} of {len(entries)} message(s) could not be re-injected "
               f"(the others were)")
-
-
-# --------------------------------------------------------------------------- history
-
-@click.command()
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
-              help="Newest N entries (0: all).")
-@click.option("--action", metavar="ACTION",
-              help="Only this action: hold, release, requeue, delete, export, restore, ban, unban, "
-                   "lock, unlock, hook, trusted-add, trusted-remove…")
-@click.option("--since", help="Only entries at or after this time (ISO 8601, or a duration ago: 2h).")
-@click.option("--state", "state_path", type=click.Path(dir_okay=False), help="State database.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
-def history(limit: int, action: str | None, since: str | None, state_path: str | None,
-            config_path: str | None, fmt: str) -> None:
-    """The audit trail: every queue action relayguard took — when, who, what, how many, which
-    queue IDs, where the backup is. Newest first."""
-    from ..cli import parse_when
-
-    cfg = _config(config_path)
-    try:
-        path = resolve_path(state_path, cfg)
-    except StateError as exc:
-        _fail(str(exc))
-    if not path.exists():
-        entries: list[dict[str, Any]] = []
-    else:
-        store = _open_store(str(path), cfg)
-        with store:
-            entries = store.history(limit or None, action, parse_when(since))
-    if fmt == "json":
-        _json_out({"schema": "relayguard.history/1", "entries": entries})
-        return
-    c = _console()
-    if not entries:
-        c.print("No recorded actions.")
-        return
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
-    for col in ("#", f"When ({timefmt.label()})", "Who", "Action", "Count", "Selector", "Backup", "Status"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        who = e["user"] + (f" (sudo {e['sudo_user']})" if e.get("sudo_user") else "")
-        sel = e.get("selector") or {}
-        sel_text = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-                            for k, v in sel.items()) if isinstance(sel, dict) else str(sel)
-        table.add_row(_t(e["id"]), _t(timefmt.text(e["ts"])), _t(who), _t(e["action"]),
-                      _t(f"{e['count']}/{e['matched']}"), _t(sel_text), _t(e.get("backup_dir") or ""),
-                      _t(e["status"] + (f": {e['detail']}" if e.get("detail") else "")))
-    c.print(table)

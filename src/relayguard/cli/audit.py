@@ -1,6 +1,6 @@
 """The click commands ``audit``, ``probe-relay``, ``dnsbl`` and ``password-check``.
 
-Wired into the main group by ``relayguard.cli`` (``main.add_command``).  Text output is for
+Registered lazily by the main group (relayguard/cli/__init__.py).  Text output is for
 people (rich), ``--format json`` for machines.  Exit codes follow the project's contract: 0
 clean, 1 something to act on (high/critical findings, open relay, listed, weak password), 2 usage
 or input error with one line on stderr.
@@ -8,9 +8,8 @@ or input error with one line on stderr.
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console
@@ -18,37 +17,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .common import CONFIG, EXIT_CLEAN, EXIT_FINDINGS, fail, json_out, load_config
+
 COLOURS = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                       show_default=True, help="text for people, json for scripts.")
-CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                      help="TOML configuration (default: /etc/relayguard/relayguard.toml when "
-                           "present).")
 CONFIG_DIR = click.option("--config-dir", type=click.Path(file_okay=False),
                           help="Postfix configuration directory (postconf -c DIR). Default: "
                                "Postfix's own.")
-
-
-def _fail(message: str) -> NoReturn:
-    from ..cli import fail
-
-    fail(message)
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from ..cli import load_config
-
-    return load_config(path)
-
-
-def _exit(code_name: str) -> NoReturn:
-    from .. import cli
-
-    sys.exit(getattr(cli, code_name))
-
-
-def _json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def _console() -> Console:
@@ -74,13 +50,13 @@ def audit(config_dir: str | None, fmt: str, dovecot_config: str | None, no_dovec
 
     Exit code 0: no high or critical finding; 1: some; 2: usage or input error.
     """
+    from ..audit.dovecot import DoveconfError
+    from ..audit.engine import audit_config
     from ..postfix.postconf import PostconfError
-    from .dovecot import DoveconfError
-    from .engine import audit_config
 
-    cfg = _config(config_path).get("audit", {})
+    cfg = load_config(config_path).get("audit", {})
     if no_dovecot and dovecot_config:
-        _fail("--no-dovecot and --dovecot-config exclude each other")
+        fail("--no-dovecot and --dovecot-config exclude each other")
     if no_dovecot:
         dovecot: str | None = None
     elif dovecot_config:
@@ -90,12 +66,12 @@ def audit(config_dir: str | None, fmt: str, dovecot_config: str | None, no_dovec
     try:
         report = audit_config(config_dir, dovecot, ignore=cfg.get("ignore", []))
     except (PostconfError, DoveconfError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if fmt == "json":
-        _json(report.to_dict())
+        json_out(report.to_dict(), indent=2)
     else:
         _print_audit(report)
-    _exit("EXIT_FINDINGS" if report.has_high() else "EXIT_CLEAN")
+    sys.exit(EXIT_FINDINGS if report.has_high() else EXIT_CLEAN)
 
 
 def _print_audit(report: Any) -> None:
@@ -176,29 +152,29 @@ def probe_relay(target: str, source: str | None, mail_from: str | None, rcpt_to:
     """
     import ipaddress
 
-    from .probe import DEFAULT_MAIL_FROM, DEFAULT_RCPT_TO, ProbeError
-    from .probe import probe_relay as run_probe
+    from ..audit.probe import DEFAULT_MAIL_FROM, DEFAULT_RCPT_TO, ProbeError
+    from ..audit.probe import probe_relay as run_probe
 
     try:
         host, port = _target(target)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if source:
         try:
             ipaddress.ip_address(source)
         except ValueError:
-            _fail(f"--source: {source!r} is not an IP address")
+            fail(f"--source: {source!r} is not an IP address")
     for name, addr in (("--mail-from", mail_from), ("--rcpt-to", rcpt_to)):
         if addr is not None and (any(c in addr for c in "\r\n<>") or addr.count("@") != 1):
-            _fail(f"{name}: {addr!r} is not a plain address (local@domain)")
+            fail(f"{name}: {addr!r} is not a plain address (local@domain)")
     try:
         result = run_probe(host, port, source=source, mail_from=mail_from or DEFAULT_MAIL_FROM,
                            rcpt_to=rcpt_to or DEFAULT_RCPT_TO, helo=helo, timeout=timeout,
                            tls=tls)
     except ProbeError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if fmt == "json":
-        _json(result.to_dict())
+        json_out(result.to_dict(), indent=2)
     else:
         con = _console()
         style = {"open": "bold white on red", "closed": "bold green",
@@ -215,7 +191,7 @@ def probe_relay(target: str, source: str | None, mail_from: str | None, rcpt_to:
                            "`relayguard audit` on the server.", style="bold red"))
         for line in result.transcript:
             con.print(Text("  " + line, style="cyan" if line.startswith("C:") else "dim"))
-    _exit("EXIT_FINDINGS" if result.open_relay else "EXIT_CLEAN")
+    sys.exit(EXIT_FINDINGS if result.open_relay else EXIT_CLEAN)
 
 
 # --------------------------------------------------------------------------- dnsbl
@@ -242,36 +218,36 @@ def dnsbl(addresses: tuple[str, ...], lists: tuple[str, ...], resolver: str | No
 
     Exit code 0: listed nowhere; 1: listed somewhere; 2: usage error or no list answered.
     """
+    from ..audit.dnsbl import check_addresses, default_addresses
     from ..postfix.postconf import PostconfError
-    from .dnsbl import check_addresses, default_addresses
 
-    cfg = _config(config_path).get("dnsbl", {})
+    cfg = load_config(config_path).get("dnsbl", {})
     zones = list(lists) or list(cfg.get("lists", []))
     if not zones:
-        _fail("no blocklist to ask: give --list ZONE or set [dnsbl] lists")
+        fail("no blocklist to ask: give --list ZONE or set [dnsbl] lists")
     ips = list(addresses) or list(cfg.get("addresses", []))
     source = "command line" if addresses else "[dnsbl] addresses"
     if not ips:
         try:
             ips, source = default_addresses(config_dir)
         except PostconfError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if not ips:
-            _fail(source)
+            fail(source)
     try:
         results = check_addresses(ips, zones, resolver or cfg.get("resolver") or None,
                                   float(timeout or cfg.get("timeout", 5.0)))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     listed = any(r.status == "listed" for r in results)
     if fmt == "json":
-        _json({"schema": "relayguard.dnsbl/1", "addresses": ips, "source": source,
-               "listed": listed, "results": [r.to_dict() for r in results]})
+        json_out({"schema": "relayguard.dnsbl/1", "addresses": ips, "source": source,
+                  "listed": listed, "results": [r.to_dict() for r in results]}, indent=2)
     else:
         _print_dnsbl(results, ips, source)
     if not any(r.status in ("listed", "not_listed") for r in results):
-        _fail("no blocklist gave a usable answer (timeouts or refusals): check --resolver")
-    _exit("EXIT_FINDINGS" if listed else "EXIT_CLEAN")
+        fail("no blocklist gave a usable answer (timeouts or refusals): check --resolver")
+    sys.exit(EXIT_FINDINGS if listed else EXIT_CLEAN)
 
 
 def _print_dnsbl(results: list[Any], ips: list[str], source: str) -> None:
@@ -323,17 +299,17 @@ def password_check(stray: tuple[str, ...], user: str | None, min_length: int | N
     """
     if stray:
         # Never echo what was given: it may be the password itself.
-        _fail("the password is never taken from the command line (it would stay in the shell "
+        fail("the password is never taken from the command line (it would stay in the shell "
               "history and be visible in ps); give it on standard input, e.g. "
               "`relayguard password-check --user alice < file` or type it when asked")
-    from .password import (
+    from ..audit.password import (
         DEFAULT_MIN_CLASSES,
         DEFAULT_MIN_LENGTH,
         DEFAULT_MIN_SCORE,
         check_password,
     )
 
-    cfg = _config(config_path).get("password", {})
+    cfg = load_config(config_path).get("password", {})
     password = _read_password()
     verdict = check_password(
         password, user,
@@ -342,7 +318,7 @@ def password_check(stray: tuple[str, ...], user: str | None, min_length: int | N
         min_score=int(cfg.get("min_score", DEFAULT_MIN_SCORE)))
     del password
     if fmt == "json":
-        _json(verdict.to_dict())
+        json_out(verdict.to_dict(), indent=2)
     else:
         con = _console()
         if verdict.ok:
@@ -356,13 +332,13 @@ def password_check(stray: tuple[str, ...], user: str | None, min_length: int | N
                 con.print(Text(f"  - {reason}"))
             for tip in verdict.suggestions:
                 con.print(Text(f"  → {tip}", style="green"))
-    _exit("EXIT_CLEAN" if verdict.ok else "EXIT_FINDINGS")
+    sys.exit(EXIT_CLEAN if verdict.ok else EXIT_FINDINGS)
 
 
 def _read_password() -> str:
     """One line from stdin; on a terminal, a no-echo prompt."""
     if sys.stdin is None:
-        _fail("no standard input to read the password from")
+        fail("no standard input to read the password from")
     try:
         if sys.stdin.isatty():
             import getpass
@@ -371,10 +347,10 @@ def _read_password() -> str:
         else:
             line = sys.stdin.readline()
     except (EOFError, KeyboardInterrupt):
-        _fail("no password given")
+        fail("no password given")
     except UnicodeDecodeError:
-        _fail("the password on standard input is not valid UTF-8")
+        fail("the password on standard input is not valid UTF-8")
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
-        _fail("no password on standard input (one line expected)")
+        fail("no password on standard input (one line expected)")
     return password

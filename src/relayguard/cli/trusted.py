@@ -1,8 +1,5 @@
 """`relayguard trusted list|add|remove` — Postfix's trusted networks (mynetworks).
 
-Wired into the main command by ``main.add_command(trusted)`` at the end of relayguard.cli; the
-helpers of relayguard.cli are imported inside functions (it imports this module last).
-
 Exit codes: 0 done or nothing to do; 2 usage error, a refused or failed change (rolled back).
 """
 
@@ -10,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich import box
@@ -18,36 +15,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..changes import confirm
 from ..postfix.instance import Postfix
 from ..postfix.mynetworks import Mynetworks, Network, read_mynetworks
 from ..postfix.programs import PostfixError
-from ..state import StateError, Store, resolve_path
-from .edit import DEFAULT_BACKUP_DIR, Plan, apply, make_probe, plan_add, plan_remove
-from .mynetworks import parse_target
-
-
-def _fail(message: str) -> NoReturn:
-    from ..cli import fail
-
-    fail(message)
-
-
-def _config(path: str | None) -> dict[str, Any]:
-    from ..cli import load_config
-
-    return load_config(path)
-
-
-def _t(value: Any) -> Text:
-    """File contents reach rich as Text, never as markup."""
-    s = "" if value is None else str(value)
-    return Text("".join(c if c.isprintable() else "?" for c in s))
-
-
-def _console(fmt: str) -> Console:
-    # In JSON mode stdout carries only JSON: text for people goes to stderr.
-    return Console(stderr=fmt != "text", highlight=False, soft_wrap=True)
+from ..trusted.edit import DEFAULT_BACKUP_DIR, Plan, apply, make_probe, plan_add, plan_remove
+from ..trusted.mynetworks import parse_target
+from .common import begin_or_fail, confirm, console, fail, load_config, open_store, warn
+from .common import text as _t
 
 
 def _open(config_dir: str | None) -> tuple[Postfix, Mynetworks]:
@@ -55,7 +29,7 @@ def _open(config_dir: str | None) -> tuple[Postfix, Mynetworks]:
         pf = Postfix(config_dir)
         return pf, read_mynetworks(pf)
     except PostfixError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 CONFIG_DIR = click.option("--config-dir", type=click.Path(file_okay=False),
@@ -122,7 +96,7 @@ def _count(net: Network) -> str:
 def list_cmd(config_dir: str | None, config_path: str | None, fmt: str) -> None:
     """Every trusted network, where it is written (main.cf or which table, which line) and what
     looks wrong (host bits set, public networks, duplicates, hash: tables holding networks)."""
-    _config(config_path)
+    load_config(config_path)
     _pf, model = _open(config_dir)
     entries = model.entries
     notes = _entry_notes(model)
@@ -141,7 +115,7 @@ def list_cmd(config_dir: str | None, config_path: str | None, fmt: str) -> None:
             "sources": [s.to_dict() for s in model.sources], "overrides": model.overrides,
             "warnings": warnings}, ensure_ascii=False))
         return
-    c = _console(fmt)
+    c = console(fmt, soft_wrap=True)
     head = Text("mynetworks", style="bold") + _t(f" in {model.main_cf}")
     if not model.explicit:
         head += _t(f": not set; Postfix's default from mynetworks_style = {model.style}")
@@ -196,7 +170,7 @@ def _target(text: str) -> Network:
     try:
         return parse_target(text)
     except PostfixError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _print_plan(c: Console, plan: Plan, model: Mynetworks, dry_run: bool) -> None:
@@ -222,7 +196,7 @@ def _print_plan(c: Console, plan: Plan, model: Mynetworks, dry_run: bool) -> Non
 
 def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> None:
     fmt = kw["fmt"]
-    cfg = _config(kw["config_path"])
+    cfg = load_config(kw["config_path"])
     net = _target(cidr)
     pf, model = _open(kw["config_dir"])
     probe = make_probe(pf)
@@ -236,8 +210,8 @@ def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> N
         else:
             plan = plan_remove(pf, model, net, probe=probe, **plan_kw)
     except PostfixError as exc:
-        _fail(str(exc))
-    c = _console(fmt)
+        fail(str(exc))
+    c = console(fmt, soft_wrap=True)
     result: dict[str, Any] = {"schema": "relayguard.trusted-change/1", "config_dir": pf.config_dir,
                               "main_cf": str(model.main_cf), "dry_run": kw["dry_run"],
                               **plan.to_dict(), "changed": False, "backup_dir": None,
@@ -257,24 +231,24 @@ def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> N
         else:
             c.print("Dry run: nothing changed.")
         return
-    confirm("Apply this change?", kw["yes"], f"{action} {plan.label}", _fail)
-    # Opened before acting: if the audit trail cannot be written, nothing is done either.
-    try:
-        store = Store(resolve_path(kw["state_path"], cfg))
-    except StateError as exc:
-        _fail(str(exc))
+    confirm("Apply this change?", kw["yes"], f"{action} {plan.label}")
     backup_base = kw["backup_dir"] or str((cfg.get("trusted") or {}).get("backup_dir")
                                           or DEFAULT_BACKUP_DIR)
     selector = {"network": plan.label, "exclude": plan.exclude,
                 "where": [ch.source.spec for ch in plan.changes]}
-    with store:
+    # Written before acting: if the audit trail cannot be written, nothing is done either.
+    with open_store(kw["state_path"], cfg) as store:
+        entry = begin_or_fail(store, f"trusted-{action}", selector=selector,
+                              matched=sum(len(c.removed) + len(c.added) for c in plan.changes),
+                              config_dir=pf.config_dir, command=sys.argv)
         try:
             done = apply(pf, model, plan, backup_base, reload=not kw["no_reload"], probe=probe)
         except PostfixError as exc:
-            _record(store, action, selector, plan, None, pf, "failed", str(exc))
-            _fail(f"{action} {plan.label} failed: {exc}")
-        detail = _detail(plan)
-        audit_id = _record(store, action, selector, plan, str(done.backup_dir), pf, "ok", detail)
+            warn(filter(None, [entry.complete("failed", detail=str(exc))]))
+            fail(f"{action} {plan.label} failed: {exc}")
+        warn(filter(None, [entry.complete("ok", backup_dir=str(done.backup_dir),
+                                          detail=_detail(plan))]))
+        audit_id = entry.id
     result |= {"changed": True, "backup_dir": str(done.backup_dir), "reloaded": done.reloaded,
                "audit_id": audit_id, "warnings": plan.warnings + done.warnings}
     if fmt == "json":
@@ -311,19 +285,6 @@ def _detail(plan: Plan) -> str:
     return "; ".join(parts)
 
 
-def _record(store: Store, action: str, selector: dict[str, Any], plan: Plan,
-            backup_dir: str | None, pf: Postfix, status: str, detail: str) -> int:
-    try:
-        return store.record(f"trusted-{action}", selector=selector,
-                            matched=sum(len(c.removed) + len(c.added) for c in plan.changes),
-                            backup_dir=backup_dir, config_dir=pf.config_dir, status=status,
-                            detail=detail, command=sys.argv)
-    except StateError as exc:
-        # The change happened (or was rolled back); losing its record must be loud.
-        click.echo(f"relayguard: warning: {exc}", err=True)
-        return 0
-
-
 @trusted.command()
 @click.argument("cidr")
 @click.option("--table", "table", metavar="TYPE:FILE",
@@ -338,7 +299,7 @@ def add(cidr: str, table: str | None, inline: bool, **kw: Any) -> None:
     `remove --exclude` is trusted again.
     """
     if table and inline:
-        _fail("--table and --inline: choose one")
+        fail("--table and --inline: choose one")
     _run_change("add", cidr, kw, where="inline" if inline else table)
 
 
