@@ -19,7 +19,7 @@ HOT = [
     "src/relayguard/parse/syslog.py",
     "src/relayguard/correlate/messages.py",
     "src/relayguard/aggregate.py",
-    "src/relayguard/pipeline.py",
+    "src/relayguard/pipeline/run.py",
     "src/relayguard/sources/files.py",
 ]
 

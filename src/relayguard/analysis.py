@@ -1,5 +1,5 @@
-"""The batch pipeline: sources → parse → correlate → aggregate → detect. `relayguard analyze`
-is a thin layer over `analyze()`; `watch` runs the same stages on a sliding window."""
+"""`relayguard analyze`: the pipeline (sources → parse → correlate → aggregate → detect, see
+`pipeline.Pipeline`) over whole logs; `watch` runs the same pipeline on a sliding window."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import EVENT_KINDS, Aggregates
+from .aggregate import Aggregates
 from .detect import Finding
-from .detect import run as run_detectors
-from .detect.auth_bruteforce import targeted_users
 from .detect.finding import top
-from .enrich.geo import GeoDB
 from .parse import iso
-from .pipeline import run
+from .pipeline import Pipeline
 from .sources import files
 
 FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
@@ -108,20 +105,15 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
             on_bytes: Callable[[int], None] | None = None) -> Analysis:
-    """Read the logs and return the findings. Raises sources.InputError on unreadable input."""
+    """Read the logs and return the findings. Raises sources.InputError on unreadable input,
+    enrich.geo.GeoError when a configured [geo] database is unusable."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
-    trusted = trusted or cfg["analyze"]["trusted"] or system_trusted()
-    agg = Aggregates(trusted)
-    agg.geo = GeoDB.open(cfg)  # None without databases; GeoError when a configured one is bad
-    seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
-               kinds=EVENT_KINDS, lean=True)
-    agg.start, agg.end = seen.start, seen.end
-    agg.queue_depth(seen.correlator.peak_open, seen.correlator.peak_open_ts)
-    findings = run_detectors(agg, cfg)
+    pipe = Pipeline(cfg, trusted)
+    seen = pipe.read(paths, year, since, until, on_bytes)
     return Analysis(
-        findings=findings, aggregates=agg,
+        findings=pipe.detect(), aggregates=pipe.aggregates,
         lines=seen.lines, unparsed=seen.unparsed,
-        sources=list(paths), trusted=list(trusted),
-        targeted_users=targeted_users(agg, cfg),
+        sources=list(paths), trusted=list(pipe.trusted),
+        targeted_users=pipe.targeted_users(),
     )

@@ -15,14 +15,11 @@ from typing import Any
 
 from . import config as config_mod
 from .aggregate import Aggregates, SenderStats, network_of
-from .analysis import system_trusted
 from .correlate import Message
 from .detect import Finding
-from .detect import run as run_detectors
 from .detect.finding import top
-from .enrich.geo import GeoDB
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event, iso
-from .pipeline import run
+from .pipeline import Pipeline
 from .sources import files
 
 RECENT = 25  # messages listed in full
@@ -107,8 +104,8 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     Raises sources.InputError on unreadable logs; the queue and state are best effort."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
-    agg = Aggregates(trusted or cfg["analyze"]["trusted"] or system_trusted())
-    agg.geo = GeoDB.open(cfg)
+    pipe = Pipeline(cfg, trusted)
+    agg = pipe.aggregates
     inv = Investigation(kind, subject)
     if kind == "user":
         def mine(ev: Event) -> bool:
@@ -124,10 +121,9 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
         if len(inv.recent) > RECENT:
             del inv.recent[0]
 
-    seen = run(paths, year, on_event, on_message, lean=True,
-               admit=lambda ev: ev.event == CLIENT and mine(ev))
+    seen = pipe.read(paths, year, on_event=on_event, on_message=on_message,
+                     admit=lambda ev: ev.event == CLIENT and mine(ev))
     inv.lines, inv.start, inv.end = seen.lines, seen.start, seen.end
-    agg.start, agg.end = seen.start, seen.end
     if kind == "user":
         for login, s in agg.users.items():
             if user_matches(login, subject):
@@ -135,7 +131,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     else:
         for s in [*agg.users.values(), *agg.clients.values()]:
             inv.sent.merge(s)
-    inv.findings = [f for f in run_detectors(agg, cfg) if _about(f, kind, subject)]
+    inv.findings = [f for f in pipe.detect() if _about(f, kind, subject)]
     if agg.geo is not None:
         # "Where did the logins come from": the seeds' whois step, from local databases.
         addresses = list(inv.logins) if kind == "user" else [subject]

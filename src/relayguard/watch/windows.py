@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable
 
-from ..aggregate import BUCKET, Aggregates
+from ..aggregate import BUCKET, EVENT_KINDS, Aggregates
 from ..correlate import Message
 from ..parse import Event
 
@@ -23,8 +23,8 @@ MAX_STEPS = 6
 
 
 class Windows:
-    def __init__(self, trusted: Iterable[str], window: float, bucket: int = BUCKET) -> None:
-        self.trusted = list(trusted)
+    def __init__(self, new: Callable[[], Aggregates], window: float, bucket: int = BUCKET) -> None:
+        self.new = new  # Pipeline.new_aggregates: trusted networks and geo as in `analyze`
         # A whole number of detector buckets, so that burst buckets are never cut in two.
         self.bucket = bucket * max(1, math.ceil(window / bucket / MAX_STEPS))
         self.count = max(1, math.ceil(window / self.bucket))
@@ -37,14 +37,17 @@ class Windows:
             self.end = ts
         b = int(ts // self.bucket)
         if not self._aggs or b > self._aggs[-1][0]:
-            self._aggs.append((b, Aggregates(self.trusted), ts))
+            self._aggs.append((b, self.new(), ts))
             while self._aggs and self._aggs[0][0] < b - self.count:
                 self._aggs.popleft()
 
     def event(self, ev: Event) -> None:
+        # Every event moves the window (its period starts at the first line, as in `analyze`);
+        # only those the aggregates count are handed to them.
         self._advance(ev.ts)
-        for _, agg, _ in self._aggs:
-            agg.event(ev)
+        if ev.event in EVENT_KINDS:
+            for _, agg, _ in self._aggs:
+                agg.event(ev)
 
     def message(self, m: Message) -> None:
         self._advance(m.first_seen)
@@ -55,10 +58,16 @@ class Windows:
             if m.first_seen >= first or agg is oldest:
                 agg.message(m)
 
+    def queue_depth(self, depth: int, ts: float | None) -> None:
+        """Messages queued at once at `ts`: counted by the aggregates whose period holds it."""
+        for _, agg, first in self._aggs:
+            if ts is None or ts >= first:
+                agg.queue_depth(depth, ts)
+
     def current(self) -> Aggregates:
         """The aggregates of the last `window` (to 10 minutes more) of log time."""
         if not self._aggs:
-            return Aggregates(self.trusted)
+            return self.new()
         _, agg, first = self._aggs[0]
         agg.start = first
         agg.end = self.end
