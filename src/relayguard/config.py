@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from importlib import resources
@@ -47,6 +48,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
             _merge(base[key], value, f"{where}{key}.")
         else:
             base[key] = value
+
+
+def merge_dict(user: dict[str, Any]) -> dict[str, Any]:
+    """The defaults with `user` — a partial configuration, shaped like the TOML file — deep-merged
+    over them. ConfigError for a setting the defaults do not have (a typo must not be ignored)."""
+    if not isinstance(user, dict):
+        raise ConfigError(f"configuration: expected a dict of sections, not {type(user).__name__}")
+    cfg = defaults()
+    _merge(cfg, copy.deepcopy(user), "")
+    return cfg
 
 
 def load(path: str | Path | None = None) -> dict[str, Any]:
