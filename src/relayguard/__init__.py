@@ -71,8 +71,10 @@ def load_config(config: Config = None) -> dict[str, Any]:
     Raises ConfigError (unknown setting, unreadable file, invalid TOML)."""
     from . import config as config_mod
 
-    if config is None or isinstance(config, str | os.PathLike):
-        return config_mod.load(config)
+    if config is None:
+        return config_mod.load()
+    if isinstance(config, str | os.PathLike):
+        return config_mod.load(os.fspath(config))
     if isinstance(config, dict):
         return config_mod.merge_dict(config)
     raise config_mod.ConfigError(
