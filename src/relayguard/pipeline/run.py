@@ -36,7 +36,6 @@ class Feed:
         self.until: float = until if until is not None else float("inf")
         self.start: float | None = None  # log time of the first event inside the window
         self.end: float | None = None  # … and of the last
-        self.events = 0  # events inside the window
         self.outside = 0  # events outside it (--since/--until, or watch's ignore_older)
         self._queued = 0
 
@@ -53,7 +52,6 @@ class Feed:
         if self.start is None:
             self.start = ts
         self.end = ts
-        self.events += 1
         on_event = self.on_event
         if on_event is not None and (self.kinds is None or ev.event in self.kinds):
             on_event(ev)

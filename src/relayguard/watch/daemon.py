@@ -259,7 +259,7 @@ class Watcher:
         self.metrics.lines.labels(src.name).inc(len(lines))
         self.stats.lines += len(lines)
         unparsed_before = self.parsers[src.name].unparsed
-        outside, events = feed.outside, feed.events
+        outside, events = feed.outside, self.stats.events
         step = feed.line
         for line in lines:
             step(parse, line)
@@ -270,7 +270,7 @@ class Watcher:
         unparsed = self.parsers[src.name].unparsed - unparsed_before
         if unparsed:
             self.metrics.unparsed.inc(unparsed)
-        if feed.events > events and feed.end is not None:
+        if self.stats.events > events and feed.end is not None:
             self.metrics.last_line.set(feed.end)
         self._dirty = True
 
