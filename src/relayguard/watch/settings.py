@@ -42,7 +42,6 @@ class WatchSettings:
     bf_max_failures: int = 3
     bf_window: float = 600.0
     bf_ban_for: float = 1200.0
-    trusted: list[str] = field(default_factory=list)
     alert_bans: bool = False
     cooldown: float = 3600.0
 
@@ -80,7 +79,6 @@ class WatchSettings:
                                              "[watch] expire_interval"))
         s.bf_window = seconds(bf.get("window", "10m"), "[bruteforce] window")
         s.bf_ban_for = seconds(bf.get("ban_for", "20m"), "[bruteforce] ban_for")
-        s.trusted = list((cfg.get("analyze") or {}).get("trusted") or [])
         s.alert_bans = bool(al.get("bans", False))
         s.cooldown = seconds(al.get("cooldown", "1h"), "[alert] cooldown")
         return s
