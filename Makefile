@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # A regular (not editable) install: the hot path is compiled with mypyc (see setup.py), so the
-# install is redone whenever a source file changes.
+# install is redone whenever a source file changes. pip shows the build's own output only with
+# -v, so `relayguard --version` then says whether the hot path was compiled (or why not).
 SOURCES := pyproject.toml setup.py $(shell find src -name '*.py' -o -name '*.toml' 2>/dev/null)
 STAMP  := $(VENV)/.installed
 
@@ -13,6 +14,7 @@ $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	@$(BIN)/relayguard --version
 	@touch $@
 
 # Analyze the bundled incident. Exit code 1 only means "high findings present": that is the demo.
@@ -23,6 +25,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-test-deps.sh
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Every benchmark in bench/: log analysis vs pflogsumm and grep, queue control, watch, policy.

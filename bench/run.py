@@ -207,6 +207,8 @@ def main() -> int:
     machine = {"nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                "cpu_count": os.cpu_count(), "python": platform.python_version(),
                "platform": platform.platform(), "machine": platform.machine(),
+               # which build was timed: compiled with mypyc, or pure Python and why
+               "relayguard": version([sys.executable, "-m", "relayguard", "--version"]),
                "pflogsumm": version([pflogsumm, "--version"]) if pflogsumm else None,
                "grep": version(["grep", "--version"])}
     report = {"log": {"path": str(log), "lines": nlines, "bytes": size, "scenario": SCENARIO,
@@ -218,14 +220,15 @@ def main() -> int:
         return 0
 
     say(f"\nmachine: nproc={machine['nproc']} python={machine['python']} {machine['platform']}; "
-        f"{machine['pflogsumm']}; {machine['grep']}")
-    say(f"{'tool':<16} {'wall s':>8} {'lines/s':>12} {'peak RSS MB':>12} {'exit':>5}  note")
+        f"{machine['pflogsumm']}; {machine['grep']}\n{machine['relayguard']}")
+    # CPU seconds (user + sys of the child) vary far less than wall time on a shared machine.
+    say(f"{'tool':<16} {'wall s':>8} {'cpu s':>7} {'lines/s':>12} {'peak RSS MB':>12} {'exit':>5}  note")
     for r in results:
         if not r.get("available"):
-            say(f"{r['tool']:<16} {'—':>8} {'—':>12} {'—':>12} {r.get('exit', '—')!s:>5}  "
+            say(f"{r['tool']:<16} {'—':>8} {'—':>7} {'—':>12} {'—':>12} {r.get('exit', '—')!s:>5}  "
                 f"unavailable: {r.get('error', '')}")
             continue
-        say(f"{r['tool']:<16} {r['wall_s']:8.2f} {r['lines_per_s']:12,.0f} {r['peak_rss_mb']:12.1f} "
+        say(f"{r['tool']:<16} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} {r['lines_per_s']:12,.0f} {r['peak_rss_mb']:12.1f} "
             f"{r['exit']:>5}  {r['note']}")
     say("")
     for other, x in ratios.items():

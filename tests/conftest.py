@@ -13,6 +13,9 @@ Real-Postfix fixtures (tests using them are marked ``postfix`` automatically):
     :class:`harness.PostfixCase`: the instance with an empty queue, the fake internet reset to
     "accept", and a log window starting at the test's beginning.
 
+Every test runs under the guard of ``pfguard.py``: a Postfix program called without ``-c DIR``
+(or ``MAIL_CONFIG``) aimed at a private directory is refused and fails the test.
+
 Set ``RELAYGUARD_KEEP_POSTFIX=1`` to keep the instance's directory (config, queue, maillog) for
 inspection after the run.
 """
@@ -34,6 +37,13 @@ from harness import (  # noqa: E402
     PostfixInstance,
     missing_requirements,
     reap_stale_instances,
+)
+
+# The guard against the system Postfix configuration: its hooks and autouse fixture.
+from pfguard import (  # noqa: E402, F401
+    postfix_config_guard,
+    pytest_configure,
+    pytest_unconfigure,
 )
 
 #: The trusted networks of the session instance: 127.0.0.1-127.0.0.15.  127.0.0.16 and up,

@@ -11,18 +11,25 @@ from pathlib import Path
 import pytest
 
 import relayguard
+from pfguard import system_env
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "examples" / "incident.log"
 GUESSER = "86.170.245.89"  # 23 failures, then a login as admin
 
 
+@pytest.fixture(autouse=True)
+def system_postfix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without `trusted`, analyze asks "the system's" Postfix for mynetworks: the stand-in."""
+    monkeypatch.setenv("MAIL_CONFIG", system_env()["MAIL_CONFIG"])
+
+
 def brute(result: relayguard.Analysis) -> dict[str, int]:
     return {f.subject: f.evidence["failures"] for f in result.findings if f.kind == "auth_bruteforce"}
 
 
-@pytest.fixture(scope="module")
-def default() -> relayguard.Analysis:
+@pytest.fixture()
+def default(system_postfix: None) -> relayguard.Analysis:
     return relayguard.analyze(str(EXAMPLE), year=2026)
 
 
@@ -78,8 +85,10 @@ def test_since_until(default: relayguard.Analysis) -> None:
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"detect": {"auth_bruteforce": {"min_failure": 50}}}, "detect.auth_bruteforce.min_failure"),
-    ({"nonsense": {}}, "unknown setting nonsense"),
+    ({"detect": {"auth_bruteforce": {"min_failure": 50}}},
+     'detect.auth_bruteforce.min_failure: unknown setting \\(did you mean "min_failures"\\?\\)'),
+    ({"nonsense": {}}, "nonsense: unknown section"),
+    ({"detect": {"auth_bruteforce": {"min_failures": "many"}}}, "min_failures"),
     ("/nonexistent/relayguard.toml", "no such file"),
     (42, "a path, a dict or None"),
 ])
@@ -100,6 +109,15 @@ def test_unreadable_log() -> None:
         relayguard.analyze("/nonexistent/mail.log", {})
 
 
+def test_nothing_understood_is_an_error_not_an_all_clear(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_text("not a syslog line\n")
+    with pytest.raises(relayguard.InputError, match="empty.log"):
+        relayguard.analyze(empty, {})
+    with pytest.raises(relayguard.InputError):
+        relayguard.analyze(EXAMPLE, {}, year=2026, since=datetime(2030, 1, 1, tzinfo=UTC))
+
+
 def test_investigate(tmp_path: Path) -> None:
     inv = relayguard.investigate("user", "admin", EXAMPLE, {}, year=2026,
                                  state=str(tmp_path / "none.db"), queue=False)
@@ -112,7 +130,8 @@ def test_investigate(tmp_path: Path) -> None:
 
 def test_import_is_cheap_and_names_are_exported() -> None:
     code = ("import sys, relayguard; print(sorted(m for m in sys.modules if m.startswith('relayguard')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=system_env())
     assert out.stdout.strip() == "['relayguard']"
     for name in relayguard.__all__:
         assert getattr(relayguard, name) is not None

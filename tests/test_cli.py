@@ -6,7 +6,6 @@ import bz2
 import gzip
 import json
 import lzma
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from logbuilder import LogBuilder
+from pfguard import system_env
 
-ENV = {**os.environ, "TZ": "UTC"}
+ENV = system_env(TZ="UTC")
 
 
 def rg(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def test_bad_config_is_one_line_error(tmp_path: Path, incident: Path) -> None:
     cfg.write_text("[detect.compromised_account]\nno_such_key = 1\n")
     p = rg("analyze", str(incident), "--config", str(cfg))
     assert p.returncode == 2
-    assert "unknown setting detect.compromised_account.no_such_key" in p.stderr
+    assert "detect.compromised_account.no_such_key: unknown setting (known: min_messages" in p.stderr
     cfg.write_text("[detect.compromised_account\n")
     p = rg("analyze", str(incident), "--config", str(cfg))
     assert p.returncode == 2 and "invalid TOML" in p.stderr and "Traceback" not in p.stderr

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from logbuilder import LogBuilder
+from pfguard import system_env
 
 geodb = pytest.importorskip("geodb", reason="test database builder (mmdb-writer) not installed")
 
@@ -20,7 +20,7 @@ ADDRESSES = ["46.48.1.9", "81.2.69.160", "216.160.83.56", "89.160.20.129", "2.12
 
 def _run(*args: str) -> dict:
     p = subprocess.run([sys.executable, "-m", "relayguard", *args, "--format", "json"],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "TZ": "UTC"})
+                       capture_output=True, text=True, timeout=120, env=system_env(TZ="UTC"))
     assert p.returncode in (0, 1), p.stderr
     return json.loads(p.stdout)
 
@@ -60,5 +60,5 @@ def test_missing_database_is_one_line_error(setup: tuple[Path, Path], tmp_path: 
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[geo]\ncountry_db = "/nonexistent/GeoLite2-Country.mmdb"\n')
     p = subprocess.run([sys.executable, "-m", "relayguard", "analyze", str(log), "--config", str(cfg)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env=system_env())
     assert p.returncode == 2 and "Traceback" not in p.stderr and "country_db" in p.stderr

@@ -7,7 +7,6 @@ the same messages. analyze's findings are read from its JSON, watch's from the s
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,18 +17,18 @@ from typing import Any
 import pytest
 
 from logbuilder import LogBuilder
+from pfguard import system_env
 from relayguard.state import Store
 
 geodb = pytest.importorskip("geodb", reason="test database builder (mmdb-writer) not installed")
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "incident.log"
-ENV = {**os.environ, "TZ": "UTC"}
 ADDRESSES = ["46.48.1.9", "81.2.69.160", "216.160.83.56", "89.160.20.129", "2.125.160.216", "1.128.0.9"]
 
 
 def rg(*args: str) -> subprocess.CompletedProcess[str]:
     p = subprocess.run([sys.executable, "-m", "relayguard", *args], capture_output=True, text=True,
-                       env=ENV, timeout=300)
+                       env=system_env(TZ="UTC"), timeout=300)
     assert p.returncode in (0, 1), p.stderr
     return p
 

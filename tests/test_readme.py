@@ -3,7 +3,6 @@ paste them), and every command of `relayguard` has help text and is mentioned in
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
+from pfguard import system_env
 from relayguard.cli import main
 
 ROOT = Path(__file__).parent.parent
@@ -29,7 +29,7 @@ def test_python_example_runs(code: str, tmp_path: Path) -> None:
     # A fresh interpreter per block, as a reader pasting it; from the root, where the examples'
     # relative paths (examples/incident.log) lead.
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "TZ": "UTC", "HOME": str(tmp_path)})
+                       timeout=300, env=system_env(TZ="UTC", HOME=str(tmp_path)))
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
 

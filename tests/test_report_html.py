@@ -3,13 +3,13 @@ and shows a hostile sender address as text."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from browser import chromium, console_errors
 from logbuilder import LogBuilder
+from pfguard import system_env
 
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)>@evil.example'
 
@@ -33,7 +33,7 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
     report = tmp_path / "report.html"
     p = subprocess.run([sys.executable, "-m", "relayguard", "analyze", str(_incident(tmp_path)), "--year", "2026",
                         "--format", "html", "-o", str(report)],
-                       capture_output=True, text=True, env={**os.environ, "TZ": "UTC"}, timeout=120)
+                       capture_output=True, text=True, env=system_env(TZ="UTC"), timeout=120)
     assert p.returncode == 1, p.stderr
     text = report.read_text()
     assert "<script" not in text.replace("&lt;script", "")  # self-contained, no script of ours either

@@ -72,24 +72,30 @@ def env() -> Iterator[Env]:
     if reason:
         pytest.skip(reason)
     maps = Path(tempfile.mkdtemp(prefix="relayguard-respond-maps-"))
-    maps.chmod(0o755)  # smtpd (user postfix) reads the maps
-    e = Env(None, maps)  # type: ignore[arg-type]
-    # Both maps exist (empty) before Postfix starts: a missing table fails every lookup.
-    e.access.write_text("# empty\n")
-    e.sasl.write_text("# empty\n")
-    subprocess.run(["postmap", f"hash:{e.sasl}"], check=True)
-    pf = PostfixInstance(
-        mynetworks="127.0.0.0/28", syslog_name="rg-respond", reapable=True,
-        main_cf={"smtpd_client_restrictions": f"check_client_access cidr:{e.access}",
-                 "smtpd_recipient_restrictions": f"check_sasl_access hash:{e.sasl}",
-                 # mail for other domains stays in the queue (deferred), for the hold test
-                 "defer_transports": "smtp, relay"})
-    pf.start()
-    e.pf = pf
-    try:
+    pf: PostfixInstance | None = None
+    try:  # whatever fails below, the maps directory and the instance go
+        maps.chmod(0o755)  # smtpd (user postfix) reads the maps
+        e = Env(None, maps)  # type: ignore[arg-type]
+        # Both maps exist (empty) before Postfix starts: a missing table fails every lookup.
+        # postmap needs a configuration to read before the instance has one: a scratch one.
+        scratch = maps / "postmap-config"
+        scratch.mkdir()
+        (scratch / "main.cf").write_text("compatibility_level = 3.6\n")
+        e.access.write_text("# empty\n")
+        e.sasl.write_text("# empty\n")
+        subprocess.run(["postmap", "-c", str(scratch), f"hash:{e.sasl}"], check=True)
+        pf = PostfixInstance(
+            mynetworks="127.0.0.0/28", syslog_name="rg-respond", reapable=True,
+            main_cf={"smtpd_client_restrictions": f"check_client_access cidr:{e.access}",
+                     "smtpd_recipient_restrictions": f"check_sasl_access hash:{e.sasl}",
+                     # mail for other domains stays in the queue (deferred), for the hold test
+                     "defer_transports": "smtp, relay"})
+        pf.start()
+        e.pf = pf
         yield e
     finally:
-        pf.stop()
+        if pf is not None:
+            pf.stop()
         shutil.rmtree(maps, ignore_errors=True)
 
 
@@ -173,7 +179,8 @@ def test_locked_login_is_refused_unlock_restores(env: Env, state: SqliteShared,
     assert lock.user == "alice@relayguard.test"
     assert json.loads(out.read_text()) == ["user", "logout", "alice@relayguard.test"]
     assert "alice@relayguard.test\tREJECT" in env.sasl.read_text()
-    r = subprocess.run(["postmap", "-q", "alice@relayguard.test", f"hash:{env.sasl}"],
+    r = subprocess.run(["postmap", "-c", str(env.pf.config_dir), "-q", "alice@relayguard.test",
+                        f"hash:{env.sasl}"],
                        capture_output=True, text=True, check=False)
     assert r.stdout.strip() == "REJECT Account locked by the administrator"
     code, reply = env.send(user="alice")

@@ -4,7 +4,6 @@ still in its queue."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from harness import DEFER, PostfixCase, recipients_in
+from pfguard import system_env
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "incident.log"
 LABELS = json.loads((EXAMPLE.parent / "incident.labels.json").read_text())
@@ -21,7 +21,7 @@ LABELS = json.loads((EXAMPLE.parent / "incident.labels.json").read_text())
 
 def show(*args: str) -> tuple[int, dict[str, Any]]:
     p = subprocess.run([sys.executable, "-m", "relayguard", "show", *args, "--format", "json"],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "TZ": "UTC"})
+                       capture_output=True, text=True, timeout=120, env=system_env(TZ="UTC"))
     assert p.returncode in (0, 1), p.stderr
     return p.returncode, json.loads(p.stdout)
 
@@ -70,10 +70,11 @@ def test_show_ip_of_the_trusted_relay(tmp_path: Path) -> None:
 
 def test_show_text_and_bad_address() -> None:
     p = subprocess.run([sys.executable, "-m", "relayguard", "show", "user", "admin", str(EXAMPLE),
-                        "--year", "2026", "--no-queue"], capture_output=True, text=True, timeout=120)
+                        "--year", "2026", "--no-queue"], capture_output=True, text=True, timeout=120,
+                       env=system_env())
     assert "compromised_account" in p.stdout and "Logins from each address" in p.stdout
     p = subprocess.run([sys.executable, "-m", "relayguard", "show", "ip", "not-an-ip", str(EXAMPLE)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env=system_env())
     assert p.returncode == 2 and "Traceback" not in p.stderr
 
 
@@ -97,3 +98,20 @@ def test_show_user_on_real_postfix_with_queued_mail(postfix: PostfixCase, tmp_pa
                    "--year", str(time.localtime().tm_year), "--state", str(tmp_path / "s.db"))
     assert doc["queued"]["messages"] == 3
     assert [x["key"] for x in doc["logins"]] == [postfix.instance.login_name(user)]
+
+
+def test_instance_defaults_come_from_its_config_dir(postfix_requirements: None,
+                                                   tmp_path: Path) -> None:
+    """`show --config-dir` and `[watch] postfix_config_dir`: mynetworks and maillog_file are
+    read with `postconf -c DIR` (the guard fails this test if either call lacks -c)."""
+    from relayguard.pipeline.core import system_trusted
+    from relayguard.sources.files import default_logs
+
+    maillog = tmp_path / "maillog"
+    maillog.write_text("")
+    (tmp_path / "main.cf").write_text(
+        "compatibility_level = 3.6\n"
+        f"mynetworks = 10.9.0.0/16, cidr:{tmp_path}/t.cidr [2001:db8::]/32\n"
+        f"maillog_file = {maillog}\n")
+    assert system_trusted(str(tmp_path)) == ["10.9.0.0/16", "2001:db8::/32"]
+    assert default_logs(str(tmp_path)) == [str(maillog)]

@@ -279,7 +279,7 @@ def test_not_listed_and_inner_entries(confdir: Path, paths: dict[str, str]) -> N
 def test_hash_table_is_rebuilt_with_postmap(confdir: Path, paths: dict[str, str]) -> None:
     table = confdir / "relay_clients"
     table.write_text("10.5.5.5 OK\n10.6.6.6 OK\n")
-    subprocess.run(["postmap", f"hash:{table}"], check=True)
+    subprocess.run(["postmap", "-c", str(confdir), f"hash:{table}"], check=True)
     write_cf(confdir / "main.cf", f"mynetworks = 127.0.0.0/8, hash:{table}\n")
     pf = Postfix(confdir)
 
@@ -352,7 +352,7 @@ def test_failed_check_rolls_everything_back(confdir: Path, paths: dict[str, str]
 def test_list_reports_what_postfix_would_not_use(confdir: Path, world_dir: Path) -> None:
     table = world_dir / "h"
     table.write_text("10.0.0.0/8 OK\n10.1.1.1 OK\n")
-    subprocess.run(["postmap", f"hash:{table}"], check=True)
+    subprocess.run(["postmap", "-c", str(confdir), f"hash:{table}"], check=True)
     cidr = world_dir / "c.cidr"
     cidr.write_text("if 10.0.0.0/8\n10.1.0.0/16 OK\nendif\n")
     write_cf(confdir / "main.cf",

@@ -257,4 +257,4 @@ def test_cli_once(tmp_path: Path) -> None:
     assert second.exit_code == 0 and "lines 0," in second.output
     conf.write_text('[watch]\npoll_interval = "often"\n')
     bad = CliRunner().invoke(main, args)
-    assert bad.exit_code == 2 and "[watch] poll_interval" in bad.output
+    assert bad.exit_code == 2 and "watch.poll_interval: expected a duration" in bad.output

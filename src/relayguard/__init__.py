@@ -71,12 +71,10 @@ def load_config(config: Config = None) -> dict[str, Any]:
     Raises ConfigError (unknown setting, unreadable file, invalid TOML)."""
     from . import config as config_mod
 
-    if config is None:
-        return config_mod.load()
+    if config is None or isinstance(config, dict):
+        return config_mod.load(config)
     if isinstance(config, str | os.PathLike):
         return config_mod.load(os.fspath(config))
-    if isinstance(config, dict):
-        return config_mod.merge_dict(config)
     raise config_mod.ConfigError(
         f"configuration: a path, a dict or None, not {type(config).__name__}")
 
@@ -89,11 +87,14 @@ def analyze(paths: Paths = None, config: Config = None, *, trusted: Sequence[str
     `config`: see `load_config`. `trusted`: networks that relay without authentication
     (default: [analyze] trusted, else Postfix's mynetworks). `year`: of classic syslog stamps.
     `since`/`until`: only lines in that period (a datetime, or seconds since the epoch).
-    Raises ConfigError, InputError (unreadable input), enrich.geo.GeoError (bad [geo] file)."""
+    Raises ConfigError, InputError (unreadable input, or nothing in it understood: no Postfix
+    line, none in the period — never an empty "all clear"), enrich.geo.GeoError (bad [geo])."""
     from .analysis import analyze as run
 
-    return run(_paths(paths), load_config(config), list(trusted or ()), year, _when(since),
-               _when(until))
+    result = run(_paths(paths), load_config(config), list(trusted or ()), year, _when(since),
+                 _when(until))
+    result.input.require()
+    return result
 
 
 def investigate(kind: str, subject: str, paths: Paths = None, config: Config = None, *,
@@ -108,9 +109,11 @@ def investigate(kind: str, subject: str, paths: Paths = None, config: Config = N
 
     if kind not in ("user", "ip"):
         raise ConfigError(f"investigate: kind is 'user' or 'ip', not {kind!r}")
-    return run(kind, subject, _paths(paths), load_config(config), year,
-               list(trusted) if trusted else None, state_path=state,
-               config_dir=postfix_config_dir, with_queue=queue)
+    inv = run(kind, subject, _paths(paths), load_config(config), year,
+              list(trusted) if trusted else None, state_path=state,
+              config_dir=postfix_config_dir, with_queue=queue)
+    inv.input.require()  # as analyze: nothing understood is an error, not "nothing found"
+    return inv
 
 
 def _paths(paths: Paths) -> list[str] | None:

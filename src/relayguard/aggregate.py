@@ -6,8 +6,9 @@ time buckets, never with the length of the log.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from .correlate import Message
@@ -21,6 +22,7 @@ from .parse.event import (
     REMOTE_REPLY,
     Event,
 )
+from .parse.replies import blocklist_named
 
 BUCKET = 600  # seconds: the unit of the per-culprit timelines
 PER_HOUR = 3600 // BUCKET
@@ -187,6 +189,21 @@ class CountStats:
         self.buckets[b] = self.buckets.get(b, 0) + 1
 
 
+def top(counter: dict[str, int], n: int = 10) -> list[list[Any]]:
+    """The `n` largest counts, ties by key; a heap, not a sort (senders can number 200,000)."""
+    return [[k, v] for k, v in heapq.nsmallest(n, counter.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def burst(s: SenderStats, hours: float, min_messages: int, ratio: float) -> tuple[int, float, str | None]:
+    """(busiest hour, average per hour over the period, a reason when that hour is a burst):
+    at least `min_messages` in one hour and `ratio` times the sender's own hourly average."""
+    _, peak = s.peak_hour()
+    average = s.messages / hours
+    if peak >= min_messages and peak >= ratio * average:
+        return peak, average, f"a burst of {peak} messages in one hour (average {average:.1f}/hour)"
+    return peak, average, None
+
+
 # The events `Aggregates.event()` looks at (the pipeline hands it these only).
 EVENT_KINDS = frozenset((DELIVERY, CLIENT, AUTH_FAILURE, AUTH_ERROR, REJECT,
                          REMOTE_REPLY, FIREWALL))
@@ -196,9 +213,6 @@ class Aggregates:
     """Everything the detectors need, from one pass over the events."""
 
     def __init__(self, trusted: Iterable[str] = ()) -> None:
-        from .detect.blocklisted import blocklist_named  # the detector owns the vocabulary
-
-        self._blocklist_named: Callable[[str], str | None] = blocklist_named
         self.geo: Any = None  # an enrich.geo.GeoDB when [geo] databases are configured
         self.trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
         self._trusted_cache: dict[str, bool] = {}
@@ -282,7 +296,7 @@ class Aggregates:
     def _blocklist_text(self, ev: Event, reason: str | None) -> None:
         if not reason:
             return
-        name = self._blocklist_named(reason)
+        name = blocklist_named(reason)
         if name:
             c = self.blocklists.get(name)
             if c is None:

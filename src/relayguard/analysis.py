@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import Aggregates
+from .aggregate import Aggregates, top
 from .detect import Finding
-from .detect.finding import top
-from .parse import iso
+from .inputs import InputSummary
 from .pipeline import Pipeline
 from .sources import files
-
-FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
+from .timefmt import iso
 
 
 @dataclass
@@ -31,6 +25,8 @@ class Analysis:
     sources: list[str] = field(default_factory=list)
     trusted: list[str] = field(default_factory=list)
     targeted_users: list[dict[str, Any]] = field(default_factory=list)
+    # What the input held; `input.require()` raises when nothing in it could be analyzed.
+    input: InputSummary = field(default_factory=InputSummary)
 
     @property
     def worst(self) -> str | None:
@@ -66,6 +62,7 @@ class Analysis:
             "schema": "relayguard.analysis/1",
             "period": {"start": iso(agg.start), "end": iso(agg.end)},
             "sources": self.sources,
+            "input": self.input.to_dict(),
             "trusted": self.trusted,
             "totals": self.totals(),
             "findings": [f.to_dict() for f in self.findings],
@@ -73,40 +70,13 @@ class Analysis:
         }
 
 
-def system_trusted() -> list[str]:
-    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped)."""
-    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
-    if not postconf:
-        return list(FALLBACK_TRUSTED)
-    try:
-        out = subprocess.run([postconf, "-h", "mynetworks"], capture_output=True, text=True,
-                             timeout=10, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return list(FALLBACK_TRUSTED)
-    return parse_mynetworks(out) or list(FALLBACK_TRUSTED)
-
-
-def parse_mynetworks(text: str) -> list[str]:
-    """Networks of a `mynetworks` value; `type:table` lookups are skipped (not expanded)."""
-    nets = []
-    for tok in text.replace(",", " ").split():
-        if tok.startswith("["):  # IPv6 is written [::1]/128
-            tok = tok.replace("[", "").replace("]", "")
-        elif ":" in tok:
-            continue  # cidr:/etc/postfix/network_table and friends
-        try:
-            nets.append(str(ipaddress.ip_network(tok, strict=False)))
-        except ValueError:
-            continue
-    return nets
-
-
 def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
             on_bytes: Callable[[int], None] | None = None) -> Analysis:
     """Read the logs and return the findings. Raises sources.InputError on unreadable input,
-    enrich.geo.GeoError when a configured [geo] database is unusable."""
+    enrich.geo.GeoError when a configured [geo] database is unusable; when nothing in the input
+    was understood, `.input.require()` says so (the findings are empty)."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs()
     pipe = Pipeline(cfg, trusted)
@@ -115,5 +85,5 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
         findings=pipe.detect(), aggregates=pipe.aggregates,
         lines=seen.lines, unparsed=seen.unparsed,
         sources=list(paths), trusted=list(pipe.trusted),
-        targeted_users=pipe.targeted_users(),
+        targeted_users=pipe.targeted_users(), input=seen.summary(),
     )

@@ -55,6 +55,14 @@ def parse_when(text: str | None) -> float | None:
     return dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
 
 
+def parse_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """--since and --until as epoch seconds; an empty window is a usage error, before any reading."""
+    lo, hi = parse_when(since), parse_when(until)
+    if lo is not None and hi is not None and lo > hi:
+        fail(f"--since {since} is after --until {until}: no time is in between")
+    return lo, hi
+
+
 def load_config(path: str | None) -> dict[str, Any]:
     try:
         return config_mod.load(path)
@@ -64,14 +72,37 @@ def load_config(path: str | None) -> dict[str, Any]:
 
 @contextmanager
 def output(path: str | None):  # type: ignore[no-untyped-def]
+    """Where a report goes. A file is written beside its name and renamed into place once
+    complete, so an error or an interrupt never leaves half a report (or an empty one) behind.
+    What is not a plain file (/dev/stdout, a FIFO, a symlink), or sits in a directory we may
+    not create files in, is written directly."""
     if path is None:
         yield sys.stdout
         return
+    target = Path(path)
+    direct = target.is_symlink() or (target.exists() and not target.is_file())
+    tmp = str(target.with_name(f".{target.name}.{os.getpid()}.tmp"))
+    done = False
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        try:
+            fh = open(path if direct else tmp, "w", encoding="utf-8")  # noqa: SIM115 — closed below
+        except PermissionError:
+            if direct or not target.exists():
+                raise
+            direct = True
+            fh = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        with fh:
+            if not direct and target.exists():
+                os.chmod(tmp, target.stat().st_mode & 0o7777)
             yield fh
+        if not direct:
+            os.replace(tmp, path)
+        done = True
     except OSError as exc:
         fail(f"{path}: cannot write ({exc.strerror})")
+    finally:
+        if not done and not direct:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _progress(paths: list[str]) -> tuple[Any, Callable[[int], None] | None]:
@@ -125,6 +156,7 @@ LAZY_COMMANDS = {
     "password-check": "relayguard.audit.cli:password_check",
     "trusted": "relayguard.trusted.cli:trusted",
     "firewall": "relayguard.firewall.cli:firewall",
+    "config": "relayguard.config_cli:config",
 }
 
 
@@ -146,9 +178,26 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`relayguard 0.1.0 (compiled with mypyc)` or `(pure Python: <why>)`."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .buildinfo import describe
+
+    try:
+        number = version("relayguard")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        number = "(not installed)"
+    click.echo(f"relayguard {number} ({describe()})")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="relayguard")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and whether the hot path is compiled, then exit.")
 def main() -> None:
     """relayguard — find who is sending spam through your Postfix server, stop it, prevent it.
 
@@ -173,7 +222,8 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
 
     FILES are Postfix logs (plain, .gz, .bz2, .xz — detected by content; `-` for stdin;
     rotated sets in any order). Without FILES, the system's mail log is read.
-    Exit code 0: nothing high; 1: high or critical findings; 2: usage or input error.
+    Exit code 0: nothing high; 1: high or critical findings; 2: usage or input error, also
+    when no line is a Postfix or firewall line, or none is inside --since/--until.
     """
     cfg = load_config(config_path)
     paths = list(files)
@@ -184,15 +234,15 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
             ipaddress.ip_network(t, strict=False)
     except ValueError as exc:
         fail(f"--trusted: {exc}")
+    lo, hi = parse_window(since, until)
     prog, on_bytes = _progress(paths)
     try:
         if prog is not None:
             with prog:
-                result = run_analysis(paths, cfg, list(trusted), year, parse_when(since),
-                                      parse_when(until), on_bytes)
+                result = run_analysis(paths, cfg, list(trusted), year, lo, hi, on_bytes)
         else:
-            result = run_analysis(paths, cfg, list(trusted), year, parse_when(since),
-                                  parse_when(until))
+            result = run_analysis(paths, cfg, list(trusted), year, lo, hi)
+        result.input.require()  # no report about a log with nothing in it to analyze
     except (InputError, GeoError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -233,6 +283,7 @@ def parse(files: tuple[str, ...], fmt: str, stats: bool, out: str | None, year: 
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
             seen = run(paths, year, on_event=lambda ev: _write_jsonl(fh, ev.to_dict()))
+            seen.summary().require()
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:
@@ -257,7 +308,7 @@ def messages_cmd(files: tuple[str, ...], fmt: str, out: str | None, year: int | 
     try:
         paths = list(files) or srcfiles.default_logs()
         with output(out) as fh:
-            run(paths, year, on_message=lambda m: _write_jsonl(fh, m.to_dict()))
+            run(paths, year, on_message=lambda m: _write_jsonl(fh, m.to_dict())).summary().require()
     except InputError as exc:
         fail(str(exc))
     except BrokenPipeError:
@@ -280,6 +331,7 @@ def _show(kind: str, subject: str, files: tuple[str, ...], fmt: str, year: int |
     try:
         inv = investigate(kind, subject, list(files), cfg, year, state_path=state_path,
                           config_dir=config_dir, with_queue=not no_queue)
+        inv.input.require()
     except (InputError, GeoError) as exc:
         fail(str(exc))
     if fmt == "json":
@@ -295,7 +347,7 @@ SHOW_OPTIONS = [
     click.option("--state", "state_path", type=click.Path(dir_okay=False),
                  help="State database (bans, locks); default from the config."),
     click.option("--config-dir", type=click.Path(file_okay=False),
-                 help="Postfix config_directory of the instance whose queue to read."),
+                 help="Postfix config_directory of the instance: its queue, mynetworks, maillog_file."),
     click.option("--no-queue", is_flag=True, help="Do not look in the mail queue."),
 ]
 

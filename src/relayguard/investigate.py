@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import Aggregates, SenderStats, network_of
+from .aggregate import Aggregates, SenderStats, network_of, top
 from .correlate import Message
 from .detect import Finding
-from .detect.finding import top
-from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event, iso
+from .inputs import InputSummary
+from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
 from .pipeline import Pipeline
 from .sources import files
+from .timefmt import iso
 
 RECENT = 25  # messages listed in full
 
@@ -72,12 +73,14 @@ class Investigation:
     notes: list[str] = field(default_factory=list)
     geo: dict[str, dict[str, Any]] = field(default_factory=dict)  # address → country, asn, org
     geo_spread: dict[str, Any] | None = None
+    input: InputSummary = field(default_factory=InputSummary)  # see Analysis.input
 
     def to_dict(self) -> dict[str, Any]:
         s = self.sent
         return {
             "schema": "relayguard.show/1", "kind": self.kind, "subject": self.subject,
             "period": {"start": iso(self.start), "end": iso(self.end)}, "lines": self.lines,
+            "input": self.input.to_dict(),
             "logins": [{"key": k, "count": v.count, "first": iso(v.first), "last": iso(v.last),
                         "names": sorted(v.names)}
                        for k, v in sorted(self.logins.items(), key=lambda kv: kv[1].first or 0)],
@@ -101,10 +104,11 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
                 trusted: list[str] | None = None, state_path: str | None = None,
                 config_dir: str | None = None, with_queue: bool = True) -> Investigation:
     """Gather what is known about `subject` (a SASL login or an IP address).
-    Raises sources.InputError on unreadable logs; the queue and state are best effort."""
+    Raises sources.InputError on unreadable logs; the queue and state are best effort;
+    `.input.require()` tells whether the logs held anything to look in."""
     cfg = cfg if cfg is not None else config_mod.load()
-    paths = paths or files.default_logs()
-    pipe = Pipeline(cfg, trusted)
+    paths = paths or files.default_logs(config_dir)
+    pipe = Pipeline(cfg, trusted, config_dir)
     agg = pipe.aggregates
     inv = Investigation(kind, subject)
     if kind == "user":
@@ -123,7 +127,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
 
     seen = pipe.read(paths, year, on_event=on_event, on_message=on_message,
                      admit=lambda ev: ev.event == CLIENT and mine(ev))
-    inv.lines, inv.start, inv.end = seen.lines, seen.start, seen.end
+    inv.lines, inv.start, inv.end, inv.input = seen.lines, seen.start, seen.end, seen.summary()
     if kind == "user":
         for login, s in agg.users.items():
             if user_matches(login, subject):

@@ -7,8 +7,9 @@ serves `/metrics`.
 """
 
 from .channels import Channel, EmailChannel, WebhookChannel, slack_payload
-from .dispatch import Alert, Deduper, Dispatcher, from_config
+from .dispatch import Deduper, Dispatcher, from_config
 from .metrics import Metrics
+from .model import Alert
 
 __all__ = ["Alert", "Channel", "Deduper", "Dispatcher", "EmailChannel", "Metrics",
            "WebhookChannel", "from_config", "slack_payload"]

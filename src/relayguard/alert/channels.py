@@ -17,10 +17,9 @@ import urllib.request
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .dispatch import Alert
+from .model import Alert
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 COLORS = {"critical": "#b00020", "high": "#e65100", "medium": "#f9a825", "low": "#9e9e9e",

@@ -18,8 +18,8 @@ from ..parse.event import (
     QUEUED,
     REMOVED,
     Event,
-    iso,
 )
+from ..timefmt import iso
 
 MAX_RECIPIENTS_KEPT = 1000  # per message; a 10,000-recipient spam run is counted, not stored
 

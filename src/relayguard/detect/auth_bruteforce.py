@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..aggregate import Aggregates
-from ..parse.event import iso
-from .finding import Finding, clamp, cmd, top
+from ..aggregate import Aggregates, top
+from ..timefmt import iso
+from .finding import Finding, clamp, cmd
 
 
 def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:

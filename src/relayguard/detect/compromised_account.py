@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..aggregate import BUCKET, Aggregates, SenderStats, network_of
+from ..aggregate import BUCKET, Aggregates, SenderStats, burst, network_of, top
 from ..enrich.geo import GeoDB
-from ..parse.event import iso
-from .finding import Finding, burst, clamp, cmd, top
+from ..timefmt import iso
+from .finding import Finding, clamp, cmd
 
 
 def _login_matches(login: str, sender: str) -> bool:

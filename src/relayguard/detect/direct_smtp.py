@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..aggregate import Aggregates
-from .finding import Finding, clamp, cmd, top
+from ..aggregate import Aggregates, top
+from .finding import Finding, clamp, cmd
 
 
 def detect(agg: Aggregates, cfg: dict[str, Any]) -> list[Finding]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import heapq
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..aggregate import SenderStats
-from ..parse.event import iso
+from ..config import SEVERITIES
+from ..timefmt import iso
 
-SEVERITIES = ("critical", "high", "medium", "low")
 SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # low 0 … critical 3
 REPORT_MIN_SCORE = 20
 
@@ -61,20 +59,6 @@ class Finding:
                 "evidence": self.evidence, "actions": self.actions, "advice": self.advice}
 
 
-def top(counter: dict[str, int], n: int = 10) -> list[list[Any]]:
-    """The `n` largest counts, ties by key; a heap, not a sort (senders can number 200,000)."""
-    return [[k, v] for k, v in heapq.nsmallest(n, counter.items(), key=lambda kv: (-kv[1], kv[0]))]
-
-
 def clamp(score: float) -> int:
     return max(0, min(100, int(round(score))))
 
-
-def burst(s: SenderStats, hours: float, min_messages: int, ratio: float) -> tuple[int, float, str | None]:
-    """(busiest hour, average per hour over the period, a reason when that hour is a burst):
-    at least `min_messages` in one hour and `ratio` times the sender's own hourly average."""
-    _, peak = s.peak_hour()
-    average = s.messages / hours
-    if peak >= min_messages and peak >= ratio * average:
-        return peak, average, f"a burst of {peak} messages in one hour (average {average:.1f}/hour)"
-    return peak, average, None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..aggregate import Aggregates, SenderStats
-from .finding import Finding, burst, clamp, cmd, top
+from ..aggregate import Aggregates, SenderStats, burst, top
+from .finding import Finding, clamp, cmd
 
 INFERRED_MIN_DOMAINS = 3  # relayed to this many outside domains: Postfix trusted it
 MIN_LOOK = 3

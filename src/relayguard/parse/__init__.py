@@ -10,12 +10,11 @@ from .event import (
     MESSAGE_ID,
     OTHER,
     Event,
-    iso,
 )
 from .postfix import POSTFIX_SERVICES, parse_firewall, parse_postfix
 from .syslog import Clock, read_header
 
-__all__ = ["Event", "LineParser", "iso"]
+__all__ = ["Event", "LineParser"]
 
 # Postfix events no detector reads: `lean` parsing drops them before building an Event.
 LEAN_SKIP = frozenset((OTHER, CONNECT, DISCONNECT, LOST_CONNECTION, BOUNCE_NOTICE))
@@ -25,7 +24,7 @@ class LineParser:
     """Parses lines of one source. Lines it cannot read are counted, never raised."""
 
     def __init__(self, year: int | None = None, reference: float | None = None,
-                 lean: bool = False) -> None:
+                 lean: bool = False, since: float | None = None, until: float | None = None) -> None:
         self.clock = Clock(year, reference)
         # lean: skip, uncounted as damage, the lines no detector uses (other programs' lines,
         # connect/disconnect): `analyze` is faster, `parse` (not lean) still shows everything.
@@ -35,6 +34,16 @@ class LineParser:
         self._names: dict[str, tuple[str, int, str]] = {}
         self.lines = 0
         self.unparsed = 0
+        # What was understood (see inputs.InputSummary): Postfix and firewall lines, counted
+        # before `lean` drops any; how many fall outside [since, until]; their time range.
+        self.postfix = 0
+        self.firewall = 0
+        self.before = 0
+        self.after = 0
+        self.first = float("inf")
+        self.last = float("-inf")
+        self._lo = since if since is not None else float("-inf")
+        self._hi = until if until is not None else float("inf")
 
     def parse_bytes(self, raw: bytes) -> Event | None:
         """A raw line: binary and non-UTF-8 lines are damage (or an attack on grep): counted."""
@@ -90,6 +99,9 @@ class LineParser:
             info = self._info(name)
             kind = info[1]
             mstart = colon + 2
+            if kind == 1:
+                self.postfix += 1
+                self._when(ts)
             if self.lean and (kind == 0 or (kind == 1 and (
                     line[mstart:mstart + 13] == "connect from "
                     or line[mstart:mstart + 16] == "disconnect from "))):
@@ -108,11 +120,25 @@ class LineParser:
             self.unparsed += 1
             return None
         info = self._info(head.name)
+        if info[1] == 1:
+            self.postfix += 1
+            self._when(head.ts)
         if self.lean and info[1] == 0:
             self.skipped += 1
             return None
         pid = str(head.pid) if head.pid is not None else None
         return self._event(head.ts, head.host, head.name, pid, head.message, line, info)
+
+    def _when(self, ts: float) -> None:
+        """Count one understood line against the time window and the range of the input."""
+        if ts < self._lo:
+            self.before += 1
+        elif ts > self._hi:
+            self.after += 1
+        if ts < self.first:
+            self.first = ts
+        if ts > self.last:
+            self.last = ts
 
     def _info(self, name: str) -> tuple[str, int, str]:
         info = self._names.get(name)
@@ -133,6 +159,9 @@ class LineParser:
                 return None
         elif kind == 2:
             parsed = parse_firewall(message)
+            if parsed:
+                self.firewall += 1
+                self._when(ts)
             ev, qid, fields = parsed if parsed else (OTHER, None, {"text": message})
         elif kind == 0:
             ev, qid, fields = OTHER, None, {"text": message}

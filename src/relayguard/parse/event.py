@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Final
+
+from ..timefmt import iso
 
 # Event kinds produced by the parser (the `event` field of `relayguard parse --format jsonl`).
 CONNECT: Final = "connect"
@@ -72,9 +73,3 @@ class Event:
     def __repr__(self) -> str:
         return f"Event({self.event!r}, {self.queue_id!r}, {self.fields!r})"
 
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds → ISO 8601 in the local zone (the zone the log was written in)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from ..correlate import Correlator, Message
+from ..inputs import InputSummary
 from ..parse import Event, LineParser
 from ..sources import files
 
@@ -76,7 +77,11 @@ class Feed:
 class Run:
     """What a pass over the sources saw, besides the events and messages it handed out."""
 
-    def __init__(self, feed: Feed) -> None:
+    def __init__(self, feed: Feed, paths: list[str] | None = None,
+                 since: float | None = None, until: float | None = None) -> None:
+        self.paths: list[str] = list(paths or [])
+        self.since = since
+        self.until = until
         self.parsers: list[LineParser] = []
         self.feed = feed
 
@@ -100,6 +105,19 @@ class Run:
     def unparsed(self) -> int:
         return sum(p.unparsed for p in self.parsers)
 
+    def summary(self) -> InputSummary:
+        """What the input was made of, from the parsers' counters (see inputs.InputSummary)."""
+        ps = self.parsers
+        first = min((p.first for p in ps), default=float("inf"))
+        last = max((p.last for p in ps), default=float("-inf"))
+        return InputSummary(
+            sources=self.paths, lines=self.lines, unparsed=self.unparsed,
+            postfix=sum(p.postfix for p in ps), firewall=sum(p.firewall for p in ps),
+            before=sum(p.before for p in ps), after=sum(p.after for p in ps),
+            first=first if first != float("inf") else None,
+            last=last if last != float("-inf") else None,
+            since=self.since, until=self.until)
+
 
 def run(paths: list[str], year: int | None = None,
         on_event: Callable[[Event], None] | None = None,
@@ -113,9 +131,10 @@ def run(paths: list[str], year: int | None = None,
     last. `lean` skips lines no detector uses (see LineParser); `admit` chooses which events may
     open a message record (see Correlator). Raises files.InputError."""
     feed = Feed(on_event, on_message, since, until, kinds, admit)
-    result = Run(feed)
+    result = Run(feed, paths, since, until)
     for path in files.order_by_time(paths):
-        parser = LineParser(year=year, reference=files.mtime(path), lean=lean)
+        parser = LineParser(year=year, reference=files.mtime(path), lean=lean, since=since,
+                            until=until)
         result.parsers.append(parser)
         parse = parser.parse
         lines: Iterable[str] = files.open_lines(path)

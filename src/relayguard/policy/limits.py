@@ -26,22 +26,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import duration
+from ..config import LIMIT_ACTIONS, LIMIT_KEYS, ConfigError, check_sections, duration
 from ..state.counters import Check, Outcome, bucket_count, bucket_width, counter_name
 from ..state.shared import Ban, Lock, SharedState
 from .protocol import DEFAULT_MAX_ATTRIBUTES, DEFAULT_MAX_REQUEST, answer, clean_text, decode
 
 log = logging.getLogger("relayguard.policy")
 
-KEYS = ("sasl_username", "client_address", "sender", "sender_domain")
+KEYS = LIMIT_KEYS
 #: access(5) actions a limit may take. DUNNO is "shadow mode": the hit is logged, nothing else.
-ACTIONS = ("DEFER_IF_PERMIT", "DEFER", "HOLD", "REJECT", "DUNNO")
+ACTIONS = LIMIT_ACTIONS
 #: Actions that refuse the request (and so stop the request from being counted).
 BLOCKING = frozenset({"DEFER_IF_PERMIT", "DEFER", "REJECT"})
 #: When several limits are exceeded at once, the strongest answer wins.
 _STRENGTH = {"DUNNO": 0, "HOLD": 1, "DEFER_IF_PERMIT": 2, "DEFER": 3, "REJECT": 4}
-LIMIT_KEYS = frozenset({"key", "max_messages", "max_recipients", "window", "action", "message",
-                        "name"})
 
 DEFAULT_MESSAGE = "Rate limit exceeded, try again later"
 DEFAULT_BAN_MESSAGE = "Access denied: this client address is blocked; contact the postmaster"
@@ -52,8 +50,8 @@ DEFAULT_FAIL_MESSAGE = "Policy service temporarily unavailable, try again later"
 DUNNO = answer("DUNNO")
 
 
-class PolicyConfigError(ValueError):
-    """The `[policy]` configuration is invalid; the message names the setting."""
+#: An invalid `[policy]`: the one configuration error class (the message names the setting).
+PolicyConfigError = ConfigError
 
 
 def parse_seconds(value: Any, where: str) -> float:
@@ -108,57 +106,13 @@ class Limit:
         return out
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], index: int) -> Limit:
-        where = f"[[policy.limits]] #{index + 1}"
-        if not isinstance(table, Mapping):
-            raise PolicyConfigError(f"{where}: expected a table")
-        unknown = sorted(set(table) - LIMIT_KEYS)
-        if unknown:
-            raise PolicyConfigError(f"{where}: unknown setting {unknown[0]!r} "
-                                    f"(known: {', '.join(sorted(LIMIT_KEYS))})")
-        key = table.get("key")
-        if key not in KEYS:
-            raise PolicyConfigError(f"{where}: key must be one of {', '.join(KEYS)}, got {key!r}")
-        maxima: dict[str, int | None] = {}
-        for name in ("max_messages", "max_recipients"):
-            v = table.get(name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise PolicyConfigError(f"{where}: {name} must be a whole number ≥ 0, got {v!r}")
-            maxima[name] = v
-        if maxima["max_messages"] is None and maxima["max_recipients"] is None:
-            raise PolicyConfigError(f"{where}: set max_messages and/or max_recipients")
-        if "window" not in table:
-            raise PolicyConfigError(f"{where}: window is required (e.g. \"1m\", \"1h\", \"1d\")")
-        seconds = parse_seconds(table["window"], f"{where} window")
-        if seconds != int(seconds) or seconds < 1:
-            raise PolicyConfigError(f"{where}: window must be whole seconds, at least 1s")
-        action = str(table.get("action", "DEFER_IF_PERMIT")).upper()
-        if action not in ACTIONS:
-            raise PolicyConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}, "
-                                    f"got {table.get('action')!r}")
-        message = table.get("message", DEFAULT_MESSAGE)
-        if not isinstance(message, str):
-            raise PolicyConfigError(f"{where}: message must be text")
-        name = table.get("name", "")
-        if not isinstance(name, str):
-            raise PolicyConfigError(f"{where}: name must be text")
-        return cls(key=key, window=int(seconds), action=action, message=clean_text(message),
-                   max_messages=maxima["max_messages"], max_recipients=maxima["max_recipients"],
-                   name=name)
-
-
-def _networks(values: Any, where: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    if isinstance(values, str):
-        values = [values]
-    if not isinstance(values, list):
-        raise PolicyConfigError(f"{where}: expected a list of addresses or networks")
-    out = []
-    for v in values:
-        try:
-            out.append(ipaddress.ip_network(str(v).strip(), strict=False))
-        except ValueError:
-            raise PolicyConfigError(f"{where}: {v!r} is not an address or network") from None
-    return out
+    def from_table(cls, table: Mapping[str, Any]) -> Limit:
+        """A table the validator has checked (config.SPECIAL["policy.limits"])."""
+        return cls(key=table["key"], window=int(duration(table["window"])),
+                   action=str(table.get("action", "DEFER_IF_PERMIT")).upper(),
+                   message=clean_text(table.get("message", DEFAULT_MESSAGE)),
+                   max_messages=table.get("max_messages"),
+                   max_recipients=table.get("max_recipients"), name=table.get("name", ""))
 
 
 @dataclass
@@ -191,53 +145,31 @@ class PolicySettings:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> PolicySettings:
+        """From `[policy]`, a loaded configuration or one built by hand (validated here too:
+        a bad value is a ConfigError either way); what follows only converts."""
         section = dict((cfg or {}).get("policy") or {})
+        check_sections({"policy": section}, "policy")
         s = cls()
-        known = {"listen", "fail_closed", "limits", "allow_users", "allow_clients",
-                 "enforce_bans", "enforce_locks", "ban_message", "lock_message", "fail_message",
-                 "idle_timeout", "max_request_size", "max_attributes", "max_connections",
-                 "state_timeout", "flush_interval", "refresh_interval", "unix_mode", "near_ratio"}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise PolicyConfigError(f"unknown setting policy.{unknown[0]}")
         listen = section.get("listen", s.listen)
-        s.listen = [listen] if isinstance(listen, str) else [str(x) for x in listen]
-        for flag in ("fail_closed", "enforce_bans", "enforce_locks"):
-            if flag in section:
-                if not isinstance(section[flag], bool):
-                    raise PolicyConfigError(f"policy.{flag} must be true or false")
-                setattr(s, flag, section[flag])
-        limits = section.get("limits", [])
-        if not isinstance(limits, list):
-            raise PolicyConfigError("policy.limits must be an array of tables ([[policy.limits]])")
-        s.limits = [Limit.from_table(t, i) for i, t in enumerate(limits)]
-        users = section.get("allow_users", [])
-        if isinstance(users, str):
-            users = [users]
-        s.allow_users = frozenset(str(u) for u in users)
-        s.allow_clients = _networks(section.get("allow_clients", []), "policy.allow_clients")
+        s.listen = [listen] if isinstance(listen, str) else list(listen)
+        for name in ("fail_closed", "enforce_bans", "enforce_locks", "max_request_size",
+                     "max_attributes", "max_connections"):
+            if name in section:
+                setattr(s, name, section[name])
+        s.limits = [Limit.from_table(t) for t in section.get("limits", [])]
+        s.allow_users = frozenset(section.get("allow_users", []))
+        s.allow_clients = [ipaddress.ip_network(v.strip(), strict=False)
+                           for v in section.get("allow_clients", [])]
         for text in ("ban_message", "lock_message", "fail_message"):
             if text in section:
-                setattr(s, text, clean_text(str(section[text])))
+                setattr(s, text, clean_text(section[text]))
         for dur in ("idle_timeout", "state_timeout", "flush_interval", "refresh_interval"):
             if dur in section:
-                setattr(s, dur, parse_seconds(section[dur], f"policy.{dur}"))
-        for num in ("max_request_size", "max_attributes", "max_connections"):
-            if num in section:
-                v = section[num]
-                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise PolicyConfigError(f"policy.{num} must be a whole number ≥ 1")
-                setattr(s, num, v)
+                setattr(s, dur, duration(section[dur]))
         if "unix_mode" in section:
-            try:
-                s.unix_mode = int(str(section["unix_mode"]), 8)
-            except ValueError:
-                raise PolicyConfigError("policy.unix_mode must be octal text such as \"0660\"") from None
+            s.unix_mode = int(section["unix_mode"], 8)
         if "near_ratio" in section:
-            v = section["near_ratio"]
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
-                raise PolicyConfigError("policy.near_ratio must be a number in (0, 1]")
-            s.near_ratio = float(v)
+            s.near_ratio = float(section["near_ratio"])
         return s
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ..state.counters import OVER_PREFIX, parse_counter_name, read_sqlite_usage
 from ..state.store import Store, resolve_path
+from ..timefmt import iso
 from .limits import PolicySettings, format_window
 
 SCHEMA = "relayguard.policy-report/1"
@@ -96,7 +96,7 @@ def build(settings: PolicySettings, usage: dict[str, int], *, show_all: bool = F
 def to_json(entries: list[Entry], source: str, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     return {"schema": SCHEMA,
-            "generated": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+            "generated": iso(now, "seconds"),
             "store": source, "entries": [asdict(e) for e in entries]}
 
 

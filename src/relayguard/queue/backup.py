@@ -30,10 +30,10 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..timefmt import iso as _iso
 from .postqueue import (
     Envelope,
     QueuedMessage,
@@ -46,10 +46,6 @@ from .tools import PostfixTools, QueueError, valid_queue_id
 SCHEMA = "relayguard.backup/1"
 MANIFEST = "manifest.json"
 WORKERS = 8  # postcat runs are I/O bound; a few in parallel keep 10,000 backups short
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def fsync_dir(path: Path) -> None:

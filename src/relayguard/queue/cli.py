@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import timefmt
 from ..state import StateError, Store, resolve_path
 from .actions import ACTIONS, postsuper
 from .backup import backup_messages, load_backup, mark_dir_synced, new_backup_dir, reinject
@@ -865,14 +866,14 @@ def history(limit: int, action: str | None, since: str | None, state_path: str |
         c.print("No recorded actions.")
         return
     table = Table(box=box.SIMPLE_HEAD, header_style="bold")
-    for col in ("#", "When (UTC)", "Who", "Action", "Count", "Selector", "Backup", "Status"):
+    for col in ("#", f"When ({timefmt.label()})", "Who", "Action", "Count", "Selector", "Backup", "Status"):
         table.add_column(col, overflow="fold")
     for e in entries:
         who = e["user"] + (f" (sudo {e['sudo_user']})" if e.get("sudo_user") else "")
         sel = e.get("selector") or {}
         sel_text = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
                             for k, v in sel.items()) if isinstance(sel, dict) else str(sel)
-        table.add_row(_t(e["id"]), _t(e["when"].replace("+00:00", "")), _t(who), _t(e["action"]),
+        table.add_row(_t(e["id"]), _t(timefmt.text(e["ts"])), _t(who), _t(e["action"]),
                       _t(f"{e['count']}/{e['matched']}"), _t(sel_text), _t(e.get("backup_dir") or ""),
                       _t(e["status"] + (f": {e['detail']}" if e.get("detail") else "")))
     c.print(table)

@@ -12,9 +12,9 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from ..timefmt import iso
 from .tools import PostfixTools, QueueError, stderr_text, valid_queue_id
 
 # What showq prints instead of the null sender (`empty_address_recipient`, default
@@ -57,7 +57,7 @@ class QueuedMessage:
         d: dict[str, Any] = {
             "queue_id": self.queue_id, "queue_name": self.queue_name,
             "arrival_time": int(self.arrival_time),
-            "arrival": datetime.fromtimestamp(self.arrival_time, UTC).isoformat(),
+            "arrival": iso(self.arrival_time),
             "message_size": self.size, "sender": self.sender,
             "forced_expire": self.forced_expire,
             "recipients": [{"address": r.address, "delay_reason": r.delay_reason}

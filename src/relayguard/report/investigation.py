@@ -8,12 +8,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..investigate import Investigation
+from ..timefmt import label
 from .text import finding_panel, short, sparkline
 
 
 def render_investigation(inv: Investigation, console: Console) -> None:
     console.print(Text.assemble((f"relayguard show {inv.kind} ", "bold"), (inv.subject, "bold cyan"),
-                                f"  {short(inv.start)} → {short(inv.end)}  ",
+                                f"  {short(inv.start)} → {short(inv.end)} {label()}  ",
                                 (f"{inv.lines:,} lines read", "dim")))
     if inv.lock:
         console.print(Text(f"LOCKED since {inv.lock['since']} ({inv.lock['reason']})", style="bold red"))

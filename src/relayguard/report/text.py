@@ -12,7 +12,8 @@ from rich.text import Text
 from ..aggregate import BUCKET
 from ..analysis import Analysis
 from ..detect import Finding
-from ..parse.event import iso
+from ..timefmt import label
+from ..timefmt import text as short  # headers name the zone: label()
 
 COLOURS = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}
 SPARK = "▁▂▃▄▅▆▇█"
@@ -33,11 +34,6 @@ def sparkline(timeline: dict[int, int], start: float | None, end: float | None, 
             cols[i] += n
     peak = max(cols) or 1
     return "".join(" " if c == 0 else SPARK[min(7, c * 8 // (peak + 1))] for c in cols)
-
-
-def short(ts: float | None) -> str:
-    s = iso(ts)
-    return s[:19].replace("T", " ") if s else "-"
 
 
 def finding_panel(f: Finding, start: float | None, end: float | None) -> Panel:
@@ -72,7 +68,7 @@ def render_text(a: Analysis, console: Console) -> None:
     agg = a.aggregates
     t = a.totals()
     console.print(Text.assemble(
-        ("relayguard analysis", "bold"), f"  {short(agg.start)} → {short(agg.end)}  ",
+        ("relayguard analysis", "bold"), f"  {short(agg.start)} → {short(agg.end)} {label()}  ",
         (f"{t['lines']:,} lines ({t['unparsed']:,} unparsed), {t['messages']:,} messages, "
          f"{t['sent']:,} sent, {t['deferred']:,} deferred, {t['bounced']:,} bounced, "
          f"{t['rejected']:,} rejected, {t['auth_failures']:,} auth failures", "dim")))

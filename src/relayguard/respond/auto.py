@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..config import RESPOND_MODES
 from ..detect.finding import SEVERITIES
 from ..state.shared import Ban, Lock
 from ..state.store import StateError, Store
@@ -30,7 +31,7 @@ from .bans import Banner, _section, postfix_config_dir
 from .common import Refused, RespondError, duration, log, one_line
 from .locks import Locker
 
-MODES = ("alert", "respond")
+MODES = RESPOND_MODES
 RESPONDING_KINDS = ("auth_bruteforce", "compromised_account", "trusted_host_relay", "direct_smtp")
 DEFAULT_MODES = {"auth_bruteforce": "respond", "compromised_account": "alert",
                  "trusted_host_relay": "alert", "direct_smtp": "alert"}

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from ..config import BAN_BACKENDS
 from ..state.shared import Ban, SharedState, SqliteShared, normalise_network, open_shared
 from ..state.store import StateError, Store, resolve_path
 from .common import (
@@ -45,7 +46,7 @@ from .common import (
     run_argv,
 )
 
-BACKENDS = ("state", "nftables", "postfix-access", "command")
+BACKENDS = BAN_BACKENDS
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
 DEFAULT_PORTS = (25, 465, 587)
 DEFAULT_ACCESS_MAP = "/etc/postfix/relayguard_access.cidr"

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import timefmt
 from ..state.store import StateError
 from .bans import Banner
 from .common import RespondError
@@ -75,11 +76,6 @@ def _age(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
-
-
-def _when(iso: str) -> str:
-    """2026-06-21T08:34:30+00:00 → 2026-06-21 08:34:30 (the column says UTC)."""
-    return iso.replace("T", " ").replace("+00:00", "")
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,12 +159,11 @@ def ban_list(fmt: str, state_path: str | None, config_path: str | None,
         return
     now = time.time()
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for col in ("Address", "Since (UTC)", "Expires in", "Backend", "By"):
+    for col in ("Address", f"Since ({timefmt.label()})", "Expires in", "Backend", "By"):
         table.add_column(col, no_wrap=True)
     table.add_column("Reason", overflow="fold")
     for x in bans:
-        d = x.to_dict()
-        table.add_row(_t(x.network), _t(_when(d["since"])),
+        table.add_row(_t(x.network), _t(timefmt.text(x.since)),
                       _t("never" if x.expires is None else _age(x.expires - now)),
                       _t(x.backend), _t(x.source or ""), _t(x.reason))
     c.print(table)
@@ -309,11 +304,11 @@ def locks(fmt: str, state_path: str | None, config_path: str | None,
     now = time.time()
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     table.add_column("Login", overflow="fold")
-    for col in ("Since (UTC)", "Expires in", "By"):
+    for col in (f"Since ({timefmt.label()})", "Expires in", "By"):
         table.add_column(col, no_wrap=True)
     table.add_column("Reason", overflow="fold")
     for x in rows:
-        table.add_row(_t(x.user), _t(_when(x.to_dict()["since"])),
+        table.add_row(_t(x.user), _t(timefmt.text(x.since)),
                       _t("never" if x.expires is None else _age(x.expires - now)),
                       _t(x.source or ""), _t(x.reason))
     c.print(table)

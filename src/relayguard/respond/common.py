@@ -29,7 +29,6 @@ log = logging.getLogger("relayguard.respond")
 
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 OUTPUT_LIMIT = 4000  # bytes of a command's output kept for the log and the audit trail
-SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
 class RespondError(Exception):

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import MAP_TYPES
 from ..state.shared import Lock, SharedState, SqliteShared
 from ..state.store import StateError, Store
 from .bans import StateHolder, _argv_if_cli, _section, postfix_config_dir
@@ -49,9 +50,7 @@ from .hooks import check_hooks, run_hooks
 
 DEFAULT_MAP = "hash:/etc/postfix/relayguard_sasl_access"
 DEFAULT_TEXT = "Account locked by the administrator"
-# postmap output suffix per indexed type; texthash has no index (read into memory).
-MAP_TYPES: dict[str, str | None] = {"hash": ".db", "btree": ".db", "cdb": ".cdb", "lmdb": ".lmdb",
-                                    "texthash": None}
+
 
 
 def check_login(user: str) -> str:

@@ -23,6 +23,11 @@ class InputError(Exception):
     """A source cannot be read; the message is meant for the user, on one line."""
 
 
+class NothingUnderstood(InputError):
+    """The sources were read, but held no Postfix or firewall line (in the time window): see
+    inputs.InputSummary. Defined here, compiled, so that it can subclass InputError."""
+
+
 def _open(path: str) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
@@ -101,12 +106,15 @@ def mtime(path: str) -> float | None:
         return None
 
 
-def default_logs() -> list[str]:
-    """The system's mail log: Postfix's `maillog_file` when set, else the usual syslog files."""
+def default_logs(config_dir: str | None = None) -> list[str]:
+    """The system's mail log: Postfix's `maillog_file` (of the instance in `config_dir` when
+    given) when set, else the usual syslog files."""
+    # PATH first: the sbin fallback is for services and sudo, whose PATH may lack it.
     postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
     if postconf:
+        argv = [postconf] + (["-c", config_dir] if config_dir else []) + ["-h", "maillog_file"]
         try:
-            out = subprocess.run([postconf, "-h", "maillog_file"], capture_output=True, text=True,
+            out = subprocess.run(argv, capture_output=True, text=True,
                                  timeout=10, check=False).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""

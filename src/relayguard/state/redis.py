@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .counters import Check, Outcome, bucket_count, bucket_width, over_name, parse_counter_name
-from .shared import Ban, Lock, covers, normalise_network
+from .records import Ban, Lock, covers, normalise_network
 
 __all__ = ["DEFAULT_PREFIX", "RedisCounters", "RedisShared", "safe_url"]
 

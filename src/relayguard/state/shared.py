@@ -9,73 +9,14 @@ is never returned, whatever has or has not cleaned it up yet.
 
 from __future__ import annotations
 
-import ipaddress
 import time
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from .store import StateError, Store, _iso, resolve_path
+from .records import Ban, Lock, covers, normalise_network
+from .store import StateError, Store, resolve_path
 
 __all__ = ["Ban", "ExpiringState", "Lock", "SharedState", "SqliteShared", "StateError", "covers",
            "normalise_network", "open_shared"]
-
-
-@dataclass
-class Ban:
-    network: str  # normalised: "203.0.113.7" for one address, "203.0.113.0/24" for a network
-    reason: str
-    since: float
-    expires: float | None  # None: until removed
-    backend: str = "state"
-    source: str | None = None
-
-    def active(self, now: float) -> bool:
-        return self.expires is None or self.expires > now
-
-    def to_dict(self) -> dict[str, Any]:
-        """`ban list --format json`: ip, reason, since, expires, backend (ISO 8601 times)."""
-        return {"ip": self.network, "reason": self.reason, "since": _iso(self.since),
-                "expires": _iso(self.expires) if self.expires is not None else None,
-                "backend": self.backend, "source": self.source}
-
-
-@dataclass
-class Lock:
-    user: str
-    reason: str
-    since: float
-    expires: float | None = None
-    source: str | None = None
-
-    def active(self, now: float) -> bool:
-        return self.expires is None or self.expires > now
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["since"] = _iso(self.since)
-        d["expires"] = _iso(self.expires) if self.expires is not None else None
-        return d
-
-
-def normalise_network(text: str) -> str:
-    """`203.0.113.7` → itself, `203.0.113.7/24` → `203.0.113.0/24`; ValueError when not one."""
-    text = text.strip()
-    if "/" not in text:
-        return str(ipaddress.ip_address(text))
-    net = ipaddress.ip_network(text, strict=False)
-    if net.num_addresses == 1:
-        return str(net.network_address)
-    return str(net)
-
-
-def covers(network: str, ip: str) -> bool:
-    """Does a normalised ban `network` cover address `ip`?"""
-    if "/" not in network:
-        return network == ip
-    try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(network)
-    except ValueError:
-        return False
 
 
 class SharedState(Protocol):

@@ -17,9 +17,10 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ..timefmt import iso
 
 DEFAULT_PATH = "/var/lib/relayguard/state.db"
 ENV_VAR = "RELAYGUARD_STATE"
@@ -115,10 +116,6 @@ def resolve_path(cli_path: str | None = None, cfg: dict[str, Any] | None = None)
     # With [state] url (a fleet's Redis), bans, locks and counters are shared there; the audit
     # trail and checkpoints stay in this machine's database, at [state] path.
     return Path(section.get("path") or DEFAULT_PATH)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def whoami() -> dict[str, Any]:
@@ -237,7 +234,7 @@ class Store:
         out = []
         for r in rows:
             d = json.loads(r["data"])
-            d["updated"] = _iso(r["updated"])
+            d["updated"] = iso(r["updated"], "seconds")
             out.append(d)
         return out
 
@@ -272,7 +269,7 @@ def _only_comments(s: str) -> bool:
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
-    d["when"] = _iso(d["ts"])
+    d["when"] = iso(d["ts"], "seconds")
     for k in ("selector", "queue_ids", "gone", "command"):
         if d.get(k) is not None:
             with contextlib.suppress(ValueError):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..timefmt import iso
 from .mynetworks import (
     DB_SUFFIX,
     Entry,
@@ -384,7 +385,7 @@ def make_backup(base: str | os.PathLike[str], plan: Plan, main_cf: Path,
         saved.append(rec)
     meta = {"schema": "relayguard.trusted-backup/1", "action": plan.action,
             "network": plan.label, "config_dir": config_dir, "main_cf": str(main_cf),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": saved,
+            "created": iso(time.time(), "seconds"), "files": saved,
             "restore": "copy each backup over its original, then `postfix reload`"}
     (d / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return d, saved

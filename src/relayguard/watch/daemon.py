@@ -85,7 +85,8 @@ class Watcher:
         self.metrics_address: tuple[str, int] | None = None
         self.dedupe = Deduper(s.cooldown)
         try:
-            self.pipeline = Pipeline(cfg)  # the same assembly as `analyze` (geo, trusted)
+            # The same assembly as `analyze` (geo; trusted networks of the instance watched).
+            self.pipeline = Pipeline(cfg, config_dir=s.postfix_config_dir)
         except GeoError as exc:
             raise WatchError(str(exc)) from None
         self.windows = self.pipeline.slide(s.window)
@@ -129,7 +130,7 @@ class Watcher:
             from ..sources.files import InputError, default_logs
 
             try:
-                logs = default_logs()
+                logs = default_logs(s.postfix_config_dir)
             except InputError as exc:
                 raise WatchError(f"{exc}; or set [watch] logs, or [watch] journald = true") from None
         for path in dict.fromkeys(logs):  # each file once, in the order given

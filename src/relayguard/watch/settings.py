@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import duration
+from ..config import ConfigError, check_sections, duration
 
-
-class SettingsError(ValueError):
-    """A setting is malformed; the message names it (for the user)."""
+#: A malformed setting: the one configuration error class (the message names the setting).
+SettingsError = ConfigError
 
 
 def seconds(value: Any, what: str) -> float:
@@ -51,6 +50,9 @@ class WatchSettings:
         bf = cfg.get("bruteforce") or {}
         al = cfg.get("alert") or {}
         resp = cfg.get("respond") or {}
+        # Types and ranges come from the one validator (a no-op on a loaded configuration,
+        # the check for one built by hand); what follows only converts.
+        check_sections(cfg, "watch", "bruteforce", "alert", "respond", "analyze")
         s = cls()
         s.logs = [str(p) for p in (w.get("logs") or [])]
         s.journald = bool(w.get("journald", False))
@@ -64,14 +66,9 @@ class WatchSettings:
                                         "[watch] checkpoint_interval")
         s.rotate_grace = seconds(w.get("rotate_grace", "5s"), "[watch] rotate_grace")
         s.queue_poll = seconds(w.get("queue_poll", "60s"), "[watch] queue_poll")
-        try:
-            s.queue_threshold = int(w.get("queue_threshold", 200))
-            s.queue_recover = float(w.get("queue_recover", 0.8))
-            s.bf_max_failures = int(bf.get("max_failures", 3))
-        except (TypeError, ValueError) as exc:
-            raise SettingsError(f"[watch]/[bruteforce]: {exc}") from None
-        if not 0 < s.queue_recover <= 1:
-            raise SettingsError("[watch] queue_recover: a ratio in (0, 1], e.g. 0.8")
+        s.queue_threshold = int(w.get("queue_threshold", 200))
+        s.queue_recover = float(w.get("queue_recover", 0.8))
+        s.bf_max_failures = int(bf.get("max_failures", 3))
         s.postfix_config_dir = (w.get("postfix_config_dir") or resp.get("postfix_config_dir")
                                 or None)
         s.metrics_listen = str(w.get("metrics_listen") or "")
