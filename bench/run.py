@@ -32,7 +32,7 @@ TRUSTED = "192.168.0.0/16"
 def simulator_digest() -> str:
     """Hash of the simulator's source: a changed generator means a new log."""
     h = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "relayguard" / "simulate").glob("*.py")):
+    for path in sorted((ROOT / "src" / "relayguard" / "simulate").rglob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from relayguard.audit import restrictions as rx
-from relayguard.audit.config import audit_config, classify, parse_networks
+from relayguard.audit.config import audit_config, classify, listed_networks
 from relayguard.audit.dovecot import available as doveconf_available
-from relayguard.audit.postconf import PostconfError, find_tool
+from relayguard.postfix.postconf import PostconfError
+from relayguard.postfix.programs import find_program
 
-pytestmark = pytest.mark.skipif(find_tool("postconf") is None, reason="postfix not installed")
+pytestmark = pytest.mark.skipif(find_program("postconf") is None, reason="postfix not installed")
 
 BASE = """\
 compatibility_level = 3.6
@@ -149,7 +150,7 @@ def apply_fixes(report, directory: Path) -> int:
             if line.startswith("postconf "):
                 argv = shlex.split(line)
                 assert argv[1:3] == ["-c", str(directory)], line  # aimed at the audited dir
-                subprocess.run([find_tool("postconf") or "postconf", *argv[1:]], check=True,
+                subprocess.run([find_program("postconf") or "postconf", *argv[1:]], check=True,
                                capture_output=True, text=True, timeout=30)
                 ran += 1
     backdate(directory)
@@ -387,7 +388,7 @@ def test_restriction_lists() -> None:
 def test_mynetworks_classification(tmp_path: Path) -> None:
     table = tmp_path / "relay.cidr"
     table.write_text("# trusted relays\n192.168.1.7/32 OK\n100.64.0.0/10 OK\n")
-    nets, unchecked = parse_networks(f"127.0.0.0/8 [::1]/128 !192.168.1.9 cidr:{table} "
+    nets, unchecked = listed_networks(f"127.0.0.0/8 [::1]/128 !192.168.1.9 cidr:{table} "
                                      f"hash:/etc/postfix/net mail.example.com [fe80::]/10")
     kinds = {text: classify(net) for text, net in nets}
     assert kinds == {"127.0.0.0/8": "ok", "[::1]/128": "ok", "192.168.1.7/32": "ok",

@@ -29,7 +29,7 @@ from relayguard.audit.dnsbl import (
     parse_resolver,
     query_name,
 )
-from relayguard.audit.postconf import find_tool
+from relayguard.postfix.programs import find_program
 
 LISTED = "192.0.2.99"       # on zen (XBL) and spamcop
 CLEAN = "192.0.2.1"         # nowhere
@@ -243,7 +243,7 @@ def test_parse_resolver() -> None:
         parse_resolver("127.0.0.1:0")
 
 
-@pytest.mark.skipif(find_tool("postconf") is None, reason="postfix not installed")
+@pytest.mark.skipif(find_program("postconf") is None, reason="postfix not installed")
 def test_default_addresses_from_smtp_bind_address(tmp_path: Path, fake_dns: FakeDNS) -> None:
     (tmp_path / "main.cf").write_text("myhostname = mx.example.com\nsmtp_bind_address = 192.0.2.99\n")
     (tmp_path / "master.cf").write_text("")

@@ -5,7 +5,6 @@ nothing on stdout and no report file."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import subprocess
@@ -14,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ENV = {**os.environ, "TZ": "UTC"}
+from pfguard import system_env
+
+ENV = system_env(TZ="UTC")
 ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = ROOT / "examples" / "incident.log"
 SAMPLES = Path(__file__).parent / "data" / "samples.log"

@@ -104,7 +104,8 @@ def test_instance_defaults_come_from_its_config_dir(postfix_requirements: None,
                                                    tmp_path: Path) -> None:
     """`show --config-dir` and `[watch] postfix_config_dir`: mynetworks and maillog_file are
     read with `postconf -c DIR` (the guard fails this test if either call lacks -c)."""
-    from relayguard.pipeline.core import system_trusted
+    from relayguard import config
+    from relayguard.postfix.mynetworks import resolve_trusted
     from relayguard.sources.files import default_logs
 
     maillog = tmp_path / "maillog"
@@ -113,5 +114,8 @@ def test_instance_defaults_come_from_its_config_dir(postfix_requirements: None,
         "compatibility_level = 3.6\n"
         f"mynetworks = 10.9.0.0/16, cidr:{tmp_path}/t.cidr [2001:db8::]/32\n"
         f"maillog_file = {maillog}\n")
-    assert system_trusted(str(tmp_path)) == ["10.9.0.0/16", "2001:db8::/32"]
+    (tmp_path / "t.cidr").write_text("192.0.2.0/24 OK\n")
+    trusted = resolve_trusted(config.load({}), None, str(tmp_path)).contains
+    assert [trusted(ip) for ip in ("10.9.3.4", "192.0.2.7", "2001:db8::1", "10.8.0.1")] == [
+        True, True, True, False]
     assert default_logs(str(tmp_path)) == [str(maillog)]

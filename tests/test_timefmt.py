@@ -4,7 +4,6 @@ default) in JSON, whatever the machine's TZ; text names the zone it shows."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pfguard import system_env
+
 ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = ROOT / "examples" / "incident.log"  # first line: "Jun 21 00:00:14", no zone
 
@@ -20,7 +21,7 @@ INCIDENT = ROOT / "examples" / "incident.log"  # first line: "Jun 21 00:00:14", 
 def rg(*args: str, tz: str, cfg: Path | None = None) -> subprocess.CompletedProcess[str]:
     extra = ["--config", str(cfg)] if cfg else []
     return subprocess.run([sys.executable, "-m", "relayguard", *args, *extra], capture_output=True,
-                          text=True, env={**os.environ, "TZ": tz}, timeout=120)
+                          text=True, env=system_env(TZ=tz), timeout=120)
 
 
 def config(tmp_path: Path, zone: str) -> Path:

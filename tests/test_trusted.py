@@ -30,19 +30,17 @@ from click.testing import CliRunner, Result
 
 from harness import FakeInternet, PostfixInstance, send_mail
 from relayguard.cli import main
-from relayguard.state import Store
-from relayguard.trusted.edit import Change, Plan, apply
-from relayguard.trusted.mynetworks import (
+from relayguard.postfix.mynetworks import (
     Source,
-    TrustedError,
     format_network,
-    inline_with,
-    inline_without,
     parse_network,
-    parse_target,
+    read_mynetworks,
     split_list,
 )
-from relayguard.trusted.postfix import Postfix, read_mynetworks
+from relayguard.state import Store
+from relayguard.trusted.edit import Change, Plan, apply
+from relayguard.trusted.mynetworks import TrustedError, inline_with, inline_without, parse_target
+from relayguard.trusted.postfix import Postfix
 
 OUTSIDE = "victim@outside.example"
 

@@ -73,13 +73,15 @@ class Analysis:
 def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             trusted: list[str] | None = None, year: int | None = None,
             since: float | None = None, until: float | None = None,
-            on_bytes: Callable[[int], None] | None = None) -> Analysis:
+            on_bytes: Callable[[int], None] | None = None,
+            config_dir: str | None = None) -> Analysis:
     """Read the logs and return the findings. Raises sources.InputError on unreadable input,
-    enrich.geo.GeoError when a configured [geo] database is unusable; when nothing in the input
-    was understood, `.input.require()` says so (the findings are empty)."""
+    enrich.geo.GeoError when a configured [geo] database is unusable, PostfixError when the
+    Postfix instance `config_dir` names cannot be read; when nothing in the input was
+    understood, `.input.require()` says so (the findings are empty)."""
     cfg = cfg if cfg is not None else config_mod.load()
-    paths = paths or files.default_logs()
-    pipe = Pipeline(cfg, trusted)
+    paths = paths or files.default_logs(config_dir)
+    pipe = Pipeline(cfg, trusted, config_dir)
     seen = pipe.read(paths, year, since, until, on_bytes)
     return Analysis(
         findings=pipe.detect(), aggregates=pipe.aggregates,

@@ -22,6 +22,7 @@ from . import config as config_mod
 from .analysis import analyze as run_analysis
 from .enrich.geo import GeoError
 from .pipeline import run
+from .postfix.programs import PostfixError
 from .sources import InputError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -211,13 +212,17 @@ def main() -> None:
               show_default=True, help="html: a self-contained incident report (use with -o).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the report to this file.")
 @click.option("--trusted", multiple=True, metavar="CIDR",
-              help="Trusted network (repeatable). Default: config, else `postconf -h mynetworks`.")
+              help="Trusted network (repeatable; !CIDR excludes). Default: config, else "
+                   "Postfix's mynetworks.")
+@click.option("--config-dir", type=click.Path(file_okay=False),
+              help="Postfix config_directory whose mynetworks is trusted (postconf -c DIR).")
 @click.option("--since", help="Only lines at or after this time (ISO 8601, or a duration ago: 2h).")
 @click.option("--until", help="Only lines at or before this time.")
 @YEAR
 @CONFIG
 def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[str, ...],
-            since: str | None, until: str | None, year: int | None, config_path: str | None) -> None:
+            config_dir: str | None, since: str | None, until: str | None, year: int | None,
+            config_path: str | None) -> None:
     """Name the accounts, hosts and addresses sending spam, with evidence and the fix.
 
     FILES are Postfix logs (plain, .gz, .bz2, .xz — detected by content; `-` for stdin;
@@ -227,23 +232,24 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
     """
     cfg = load_config(config_path)
     paths = list(files)
-    try:
-        for t in trusted:
-            import ipaddress
+    from .postfix.mynetworks import parse_network
 
-            ipaddress.ip_network(t, strict=False)
-    except ValueError as exc:
-        fail(f"--trusted: {exc}")
+    for t in trusted:
+        net, problem = parse_network(t.removeprefix("!"))
+        if net is None or (problem and problem.startswith("host bits")):
+            fail(f"--trusted {t}: {problem or 'not an address or network'} (e.g. "
+                 "192.168.0.0/16, !192.168.1.50)")
     lo, hi = parse_window(since, until)
     prog, on_bytes = _progress(paths)
     try:
         if prog is not None:
             with prog:
-                result = run_analysis(paths, cfg, list(trusted), year, lo, hi, on_bytes)
+                result = run_analysis(paths, cfg, list(trusted), year, lo, hi, on_bytes,
+                                      config_dir=config_dir)
         else:
-            result = run_analysis(paths, cfg, list(trusted), year, lo, hi)
+            result = run_analysis(paths, cfg, list(trusted), year, lo, hi, config_dir=config_dir)
         result.input.require()  # no report about a log with nothing in it to analyze
-    except (InputError, GeoError) as exc:
+    except (InputError, GeoError, PostfixError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted")
@@ -332,7 +338,7 @@ def _show(kind: str, subject: str, files: tuple[str, ...], fmt: str, year: int |
         inv = investigate(kind, subject, list(files), cfg, year, state_path=state_path,
                           config_dir=config_dir, with_queue=not no_queue)
         inv.input.require()
-    except (InputError, GeoError) as exc:
+    except (InputError, GeoError, PostfixError) as exc:
         fail(str(exc))
     if fmt == "json":
         click.echo(json.dumps(inv.to_dict(), indent=2, ensure_ascii=False))

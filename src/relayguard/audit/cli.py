@@ -74,9 +74,9 @@ def audit(config_dir: str | None, fmt: str, dovecot_config: str | None, no_dovec
 
     Exit code 0: no high or critical finding; 1: some; 2: usage or input error.
     """
+    from ..postfix.postconf import PostconfError
     from .config import audit_config
     from .dovecot import DoveconfError
-    from .postconf import PostconfError
 
     cfg = _config(config_path).get("audit", {})
     if no_dovecot and dovecot_config:
@@ -242,8 +242,8 @@ def dnsbl(addresses: tuple[str, ...], lists: tuple[str, ...], resolver: str | No
 
     Exit code 0: listed nowhere; 1: listed somewhere; 2: usage error or no list answered.
     """
+    from ..postfix.postconf import PostconfError
     from .dnsbl import check_addresses, default_addresses
-    from .postconf import PostconfError
 
     cfg = _config(config_path).get("dnsbl", {})
     zones = list(lists) or list(cfg.get("lists", []))

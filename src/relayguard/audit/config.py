@@ -18,12 +18,13 @@ import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..postfix.mynetworks import Entry, Network, Source
+from ..postfix.mynetworks import build as build_mynetworks
+from ..postfix.postconf import PostfixConfig, Service, load
 from . import dovecot as dovecot_mod
 from . import restrictions as rx
-from .postconf import PostfixConfig, Service, load
 
 SEVERITIES = ("critical", "high", "medium", "low")
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -177,50 +178,24 @@ def _tokens(value: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- mynetworks
-_IP = re.compile(r"^\[?([0-9A-Fa-f:.]+)\]?(/\d{1,3})?$")
-
-
-def parse_networks(value: str, depth: int = 0) -> tuple[list[tuple[str, Any]], list[str]]:
-    """mynetworks' entries as networks, and the entries we could not read (tables, names)."""
-    nets: list[tuple[str, Any]] = []
+def listed_networks(value: str) -> tuple[list[tuple[str, Network]], list[str]]:
+    """The networks a mynetworks value trusts (inline, pattern files, cidr and exact-address
+    tables, read by the one model), and the entries that cannot be read (other tables, missing
+    files, host names). Exclusions are left out: they only narrow the list."""
+    model = build_mynetworks(value)
+    nets: list[tuple[str, Network]] = []
     unchecked: list[str] = []
-    for tok in _tokens(value):
-        if tok.startswith("!"):
-            continue  # an exclusion only narrows the list
-        if tok.startswith("/") and depth == 0:
-            try:
-                more, unk = parse_networks(Path(tok).read_text("utf-8", "replace"), 1)
-            except OSError:
-                unchecked.append(tok)
+    for slot in model.order:
+        entries = [slot] if isinstance(slot, Entry) else model.source_entries(slot)
+        if not isinstance(slot, Entry) and (slot.path is None or slot.path not in model.texts):
+            unchecked.append(slot.spec)
+        for e in entries:
+            if e.negated or (isinstance(slot, Source) and slot.negated):
                 continue
-            nets += more
-            unchecked += unk
-            continue
-        if ":" in tok and not _IP.match(tok):
-            kind, _, path = tok.partition(":")
-            if kind == "cidr" and depth == 0:
-                try:
-                    lines = Path(path).read_text("utf-8", "replace").splitlines()
-                except OSError:
-                    unchecked.append(tok)
-                    continue
-                for line in lines:
-                    words = line.split()
-                    if words and not words[0].startswith("#"):
-                        more, unk = parse_networks(words[0], 1)
-                        nets += more
-                        unchecked += unk
+            if e.network is None:
+                unchecked.append(e.pattern)
             else:
-                unchecked.append(tok)
-            continue
-        m = _IP.match(tok)
-        if not m:
-            unchecked.append(tok)
-            continue
-        try:
-            nets.append((tok, ipaddress.ip_network(m.group(1) + (m.group(2) or ""), strict=False)))
-        except ValueError:
-            unchecked.append(tok)
+                nets.append((e.pattern, e.network))
     return nets, unchecked
 
 
@@ -245,7 +220,7 @@ def check_mynetworks(ctx: Ctx) -> Iterable[Finding]:
     explicit = "mynetworks" in cfg.explicit
     safe = "127.0.0.0/8 [::1]/128"
     for svc, value in sources:
-        nets, unchecked = parse_networks(value)
+        nets, unchecked = listed_networks(value)
         where = f"service {svc.key} (-o mynetworks)" if svc else "mynetworks"
         origin = "" if explicit or svc else (
             f" mynetworks is not set, so Postfix computed it from mynetworks_style = "
@@ -684,7 +659,7 @@ def audit_config(config_dir: str | None = None, dovecot: str | None = "auto",
 
     ``dovecot``: ``"auto"`` checks the system's Dovecot when ``doveconf`` exists, ``None`` skips
     it, anything else is a dovecot.conf path.  ``ignore``: finding ids to leave out (accepted
-    risks).  Raises :class:`~relayguard.audit.postconf.PostconfError` or
+    risks).  Raises :class:`~relayguard.postfix.postconf.PostconfError` or
     :class:`~relayguard.audit.dovecot.DoveconfError` with a message for the user.
     """
     cfg = load(config_dir)

@@ -30,7 +30,8 @@ import dns.rcode
 import dns.resolver
 import dns.reversename
 
-from .postconf import PostconfError, find_tool, postconf
+from ..postfix.postconf import PostconfError, postconf
+from ..postfix.programs import find_program
 
 DEFAULT_LISTS = ("zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org",
                  "psbl.surriel.com")
@@ -280,7 +281,7 @@ def _public(ip: str) -> bool:
 
 def host_addresses() -> list[str]:
     """This machine's interface addresses (``ip -j address``)."""
-    exe = find_tool("ip")
+    exe = find_program("ip")
     if exe is None:
         return []
     try:

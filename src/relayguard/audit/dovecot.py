@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 
-from .postconf import find_tool
+from ..postfix.programs import find_program
 
 
 class DoveconfError(Exception):
@@ -54,12 +54,12 @@ def parse(text: str) -> Section:
 
 
 def available() -> bool:
-    return find_tool("doveconf") is not None
+    return find_program("doveconf") is not None
 
 
 def load(config_file: str | None = None, timeout: float = 30.0) -> Section:
     """``doveconf [-c FILE]``: every effective setting."""
-    exe = find_tool("doveconf")
+    exe = find_program("doveconf")
     if exe is None:
         raise DoveconfError("doveconf not found (is Dovecot installed?)")
     argv = [exe] + (["-c", config_file] if config_file else [])

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..postfix.programs import find_program
 
 FAMILY = "inet"
 TABLE = "relayguard_log"
@@ -43,7 +44,6 @@ DEFAULT_PREFIX = "relayguard-smtp"
 DEFAULT_RATE = "10/second"
 DEFAULT_BURST = 20
 DEFAULT_PORTS = (25, 465, 587)
-SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _RATE = re.compile(r"(\d{1,7})\s*/\s*(second|minute|hour|day|s|m|h|d)")
@@ -181,14 +181,10 @@ class Nft:
 
 
 def _find_nft() -> str:
-    found = shutil.which("nft")
-    if found:
-        return found
-    for d in SBIN_DIRS:
-        p = f"{d}/nft"
-        if shutil.which(p):
-            return p
-    raise FirewallError("nft not found: apt-get install nftables")
+    found = find_program("nft")  # nft is no Postfix tool, but lives in sbin the same way
+    if found is None:
+        raise FirewallError("nft not found: apt-get install nftables")
+    return found
 
 
 def _complaint(r: subprocess.CompletedProcess[str]) -> str:

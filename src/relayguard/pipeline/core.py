@@ -7,8 +7,6 @@ the geo reader (maxminddb) is imported here, never by the compiled loop.
 
 from __future__ import annotations
 
-import ipaddress
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -17,60 +15,15 @@ from ..correlate import Correlator, Message
 from ..detect import Finding
 from ..detect import run as run_detectors
 from ..parse import Event
+from ..postfix.mynetworks import resolve_trusted
 from .run import Feed, Run, run
 from .windows import Windows
-
-FALLBACK_TRUSTED = ["127.0.0.0/8", "::1/128"]
-
-
-def trusted_networks(cfg: dict[str, Any], given: list[str] | None = None,
-                     config_dir: str | None = None) -> list[str]:
-    """The networks whose clients relay without authentication: those given (--trusted), else
-    [analyze] trusted, else the mynetworks of the Postfix instance in `config_dir`."""
-    if given:
-        return list(given)
-    configured = (cfg.get("analyze") or {}).get("trusted")
-    if configured:
-        return list(configured)
-    return system_trusted(config_dir)
-
-
-def system_trusted(config_dir: str | None = None) -> list[str]:
-    """`postconf -h mynetworks` where Postfix is installed (tables like cidr:/… are skipped), of
-    the instance in `config_dir` when given (else Postfix's default, or $MAIL_CONFIG)."""
-    from ..queue.tools import find_tool  # (a layer above: see the note in pyproject.toml)
-
-    postconf = find_tool("postconf")
-
-    postconf = find_tool("postconf")
-    if not postconf:
-        return list(FALLBACK_TRUSTED)
-    argv = [postconf] + (["-c", config_dir] if config_dir else []) + ["-h", "mynetworks"]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return list(FALLBACK_TRUSTED)
-    return parse_mynetworks(out) or list(FALLBACK_TRUSTED)
-
-
-def parse_mynetworks(text: str) -> list[str]:
-    """Networks of a `mynetworks` value; `type:table` lookups are skipped (not expanded)."""
-    nets = []
-    for tok in text.replace(",", " ").split():
-        if tok.startswith("["):  # IPv6 is written [::1]/128
-            tok = tok.replace("[", "").replace("]", "")
-        elif ":" in tok:
-            continue  # cidr:/etc/postfix/network_table and friends
-        try:
-            nets.append(str(ipaddress.ip_network(tok, strict=False)))
-        except ValueError:
-            continue
-    return nets
 
 
 class Pipeline:
     """Build with the complete configuration; `read()` logs (batch) or `feed()` lines (watch),
-    then `detect()`. `GeoError` when a configured [geo] database is unusable."""
+    then `detect()`. `GeoError` when a configured [geo] database is unusable, PostfixError when
+    the Postfix instance `config_dir` names cannot be read."""
 
     def __init__(self, cfg: dict[str, Any], trusted: list[str] | None = None,
                  config_dir: str | None = None) -> None:
@@ -78,13 +31,14 @@ class Pipeline:
 
         self.cfg = cfg
         # The one place trusted networks are decided (`config_dir`: whose mynetworks).
-        self.trusted = trusted_networks(cfg, trusted, config_dir)
+        self.networks = resolve_trusted(cfg, trusted, config_dir)
+        self.trusted = self.networks.networks
         self.geo = GeoDB.open(cfg)  # None without databases
         self.aggregates = self.new_aggregates()
         self.windows: Windows | None = None
 
     def new_aggregates(self) -> Aggregates:
-        agg = Aggregates(self.trusted)
+        agg = Aggregates(self.networks.contains)
         agg.geo = self.geo
         return agg
 

@@ -60,7 +60,7 @@ def postsuper(tools: PostfixTools, action: str, ids: Iterable[str],
     if queue is not None:
         args.append(queue)
     r = tools.run("postsuper", *args, stdin=("\n".join(wanted) + "\n").encode("ascii"))
-    text = r.stderr.decode("utf-8", "replace") + r.stdout.decode("utf-8", "replace")
+    text = r.stderr + r.stdout
     done: set[str] = set()
     fatal = []
     for line in text.splitlines():

@@ -147,11 +147,11 @@ def backup_one(tools: PostfixTools, dest: Path, msg: QueuedMessage) -> tuple[str
         return "failed", "malformed queue ID"
     r = tools.run("postcat", "-ebh", "-q", qid)
     if r.returncode != 0:
-        err = r.stderr.decode("utf-8", "replace")
+        err = r.stderr
         if "No such file or directory" in err:
             return "gone", ""
         return "failed", (err.strip().splitlines() or [f"postcat exited {r.returncode}"])[-1]
-    parts = split_postcat(r.stdout, qid)
+    parts = split_postcat(r.raw_stdout, qid)
     if parts is None:
         return "failed", "postcat output not understood"
     env, content = parts
@@ -297,7 +297,7 @@ def reinject(tools: PostfixTools, entry: BackupEntry) -> str | None:
     # operands even when one starts with "-".
     r = tools.run("sendmail", "-i", "-f", entry.sender, "--", *rcpts, stdin=content, timeout=120)
     if r.returncode != 0:
-        err = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        err = r.stderr.strip().splitlines()
         return f"sendmail exited {r.returncode}: {err[-1] if err else ''}"
     marker = {"restored_at": _iso(time.time()), "uid": os.getuid(),
               "config_dir": tools.config_dir}

@@ -311,7 +311,7 @@ def _read_queue(tools: PostfixTools, errors: list[str] | None = None,
     r = tools.run("postqueue", "-p")
     if r.returncode != 0:
         raise QueueError(f"postqueue -p failed: {stderr_text(r)}")
-    yield from parse_mailq(r.stdout.decode("utf-8", "replace"))
+    yield from parse_mailq(r.stdout)
 
 
 def _last_line(err: str, rc: int) -> str:
@@ -412,11 +412,11 @@ def read_envelopes(tools: PostfixTools, ids: Iterable[str], batch: int = 200
         chunk, pending = pending[:batch], pending[batch:]
         while chunk:
             r = tools.run("postcat", "-e", "-q", *chunk)
-            got = parse_postcat_envelopes(r.stdout.decode("utf-8", "replace"))
+            got = parse_postcat_envelopes(r.stdout)
             found.update(got)
             if r.returncode == 0:
                 break
-            err = r.stderr.decode("utf-8", "replace")
+            err = r.stderr
             if "Permission denied" in err or "superuser" in err:
                 # Queue files are readable by root (and postfix) only: say so, instead of
                 # reporting every message as gone.
@@ -433,7 +433,7 @@ def read_envelopes(tools: PostfixTools, ids: Iterable[str], batch: int = 200
                 if q in found:
                     continue
                 single = tools.run("postcat", "-e", "-q", q)
-                got = parse_postcat_envelopes(single.stdout.decode("utf-8", "replace"))
+                got = parse_postcat_envelopes(single.stdout)
                 if single.returncode == 0 and q in got:
                     found[q] = got[q]
                 else:

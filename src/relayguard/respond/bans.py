@@ -29,20 +29,18 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from ..config import BAN_BACKENDS
+from ..postfix.maps import Reloader, atomic_write, read_bytes
+from ..postfix.programs import find_program
 from ..state.shared import Ban, SharedState, SqliteShared, normalise_network, open_shared
 from ..state.store import StateError, Store, resolve_path
 from .common import (
     Refused,
-    Reloader,
     RespondError,
-    atomic_write,
     check_template,
     duration,
     expand,
-    find_program,
     log,
     one_line,
-    read_bytes,
     run_argv,
 )
 

@@ -21,36 +21,23 @@ realms), `alice` logs in as `alice@example.com`, so a bare name is qualified wit
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import MAP_TYPES
+from ..postfix.maps import Reloader, atomic_write, build_aside, read_bytes
+from ..postfix.postconf import value as postconf_value
+from ..postfix.programs import PostfixError
 from ..state.shared import Lock, SharedState, SqliteShared
 from ..state.store import StateError, Store
 from .bans import StateHolder, _argv_if_cli, _section, postfix_config_dir
-from .common import (
-    CommandResult,
-    Reloader,
-    RespondError,
-    atomic_write,
-    duration,
-    find_program,
-    fsync_dir,
-    log,
-    one_line,
-    read_bytes,
-    run_argv,
-)
+from .common import CommandResult, RespondError, duration, log, one_line
 from .hooks import check_hooks, run_hooks
 
 DEFAULT_MAP = "hash:/etc/postfix/relayguard_sasl_access"
 DEFAULT_TEXT = "Account locked by the administrator"
-
 
 
 def check_login(user: str) -> str:
@@ -145,35 +132,11 @@ class SaslAccessMap:
         return notes
 
     def _postmap(self, data: bytes) -> None:
-        """Build the index beside the live one, then rename both into place."""
-        postmap = find_program("postmap")
-        if postmap is None:
-            raise RespondError("postmap not found: is Postfix installed? (apt-get install postfix)")
-        suffix = MAP_TYPES[self.kind]
-        assert suffix is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        tmp = Path(tmp_name)
-        index = Path(tmp_name + suffix)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            argv = [postmap] + (["-c", self.config_dir] if self.config_dir else []) + [
-                f"{self.kind}:{tmp}"]
-            r = run_argv(argv, self.timeout)
-            if not r.ok:
-                raise RespondError(f"postmap {self.kind}:{self.path} failed: {r.error}")
-            os.chmod(index, 0o644)
-            os.replace(index, self.path.with_name(self.path.name + suffix))
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
-        finally:
-            for leftover in (tmp, index):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
+            build_aside(self.kind, self.path, data, config_dir=self.config_dir,
+                        timeout=self.timeout)
+        except PostfixError as exc:
+            raise RespondError(str(exc)) from None
 
 
 class Locker(StateHolder):
@@ -211,14 +174,10 @@ class Locker(StateHolder):
     def realm(self) -> str:
         """smtpd_sasl_local_domain of the instance, expanded ("" when unset or no Postfix)."""
         if self._realm is None:
-            self._realm = ""
-            postconf = find_program("postconf")
-            if postconf:
-                argv = [postconf] + (["-c", self.config_dir] if self.config_dir else []) + [
-                    "-hx", "smtpd_sasl_local_domain"]
-                r = run_argv(argv, 30)
-                if r.ok:
-                    self._realm = r.output.strip()
+            try:
+                self._realm = postconf_value("smtpd_sasl_local_domain", self.config_dir)
+            except PostfixError:
+                self._realm = ""  # no Postfix here: logins are taken as given
         return self._realm
 
     def login_name(self, user: str) -> str:

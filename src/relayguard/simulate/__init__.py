@@ -1,7 +1,11 @@
 """Deterministic, labeled synthetic Postfix traffic (`relayguard simulate`).
 
 `generate()` yields syslog lines, `write_simulation()` writes them (and the ground truth as
-JSON). Same scenario, size, seed and start → byte-identical output. See `_engine` for how.
+JSON). Same scenario, size, seed and start → byte-identical output.
+
+`world` is the simulated site, `writers` every shape of log line, `pacing` how a stream spreads
+its line budget over time, `scenarios/` one module per stream of traffic (each attack one),
+`simulation` the plan and the time-ordered merge.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from ._engine import SCENARIOS, Simulation
+from .scenarios import SCENARIOS
+from .simulation import Simulation
 
 __all__ = ["SCENARIOS", "Simulation", "generate", "write_simulation"]
 

@@ -8,8 +8,6 @@ import io
 import lzma
 import os
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,17 +107,15 @@ def mtime(path: str) -> float | None:
 def default_logs(config_dir: str | None = None) -> list[str]:
     """The system's mail log: Postfix's `maillog_file` (of the instance in `config_dir` when
     given) when set, else the usual syslog files."""
-    # PATH first: the sbin fallback is for services and sudo, whose PATH may lack it.
-    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
-    if postconf:
-        argv = [postconf] + (["-c", config_dir] if config_dir else []) + ["-h", "maillog_file"]
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True,
-                                 timeout=10, check=False).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and out.startswith("/") and Path(out).exists():
-            return [out]
+    from ..postfix.postconf import value  # only here: keeps the hot path lean
+    from ..postfix.programs import PostfixError
+
+    try:
+        out = value("maillog_file", config_dir, expand=False)
+    except PostfixError:
+        out = ""  # no Postfix here, or no main.cf: the usual syslog files below
+    if out and out.startswith("/") and Path(out).exists():
+        return [out]
     for p in SYSTEM_LOGS:
         if Path(p).exists():
             return [p]

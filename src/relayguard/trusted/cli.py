@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..postfix.mynetworks import Mynetworks, Network, read_mynetworks
+from ..postfix.programs import PostfixError
 from ..state import StateError, Store, resolve_path
 from .edit import DEFAULT_BACKUP_DIR, Plan, apply, make_probe, plan_add, plan_remove
-from .mynetworks import Network, TrustedError, parse_target
-from .postfix import Mynetworks, Postfix, read_mynetworks
+from .mynetworks import parse_target
+from .postfix import Postfix
 
 
 def _fail(message: str) -> NoReturn:
@@ -51,7 +53,7 @@ def _open(config_dir: str | None) -> tuple[Postfix, Mynetworks]:
     try:
         pf = Postfix(config_dir)
         return pf, read_mynetworks(pf)
-    except TrustedError as exc:
+    except PostfixError as exc:
         _fail(str(exc))
 
 
@@ -192,7 +194,7 @@ def _change_options(f: Any) -> Any:
 def _target(text: str) -> Network:
     try:
         return parse_target(text)
-    except TrustedError as exc:
+    except PostfixError as exc:
         _fail(str(exc))
 
 
@@ -244,7 +246,7 @@ def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> N
                             **plan_kw)
         else:
             plan = plan_remove(pf, model, net, probe=probe, **plan_kw)
-    except TrustedError as exc:
+    except PostfixError as exc:
         _fail(str(exc))
     c = _console(fmt)
     result: dict[str, Any] = {"schema": "relayguard.trusted-change/1", "config_dir": pf.config_dir,
@@ -279,7 +281,7 @@ def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> N
     with store:
         try:
             done = apply(pf, model, plan, backup_base, reload=not kw["no_reload"], probe=probe)
-        except TrustedError as exc:
+        except PostfixError as exc:
             _record(store, action, selector, plan, None, pf, "failed", str(exc))
             _fail(f"{action} {plan.label} failed: {exc}")
         detail = _detail(plan)

@@ -12,36 +12,40 @@ expected. If anything fails, every file is put back from the backup.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..timefmt import iso
-from .mynetworks import (
+from ..postfix.maps import atomic_write, build_aside
+from ..postfix.mynetworks import (
     DB_SUFFIX,
     Entry,
+    Mynetworks,
     Network,
     Source,
+    format_network,
+    read_mynetworks,
+)
+from ..postfix.programs import PostfixError
+from ..timefmt import iso
+from .mynetworks import (
     TrustedError,
     append_line,
     cidr_line,
     common_value,
     exact_line,
-    format_network,
     inline_with,
     inline_without,
     remove_lines,
 )
-from .postfix import Mynetworks, Postfix, read_mynetworks
+from .postfix import Postfix
 
 DEFAULT_BACKUP_DIR = "/var/lib/relayguard/backups/trusted"
 #: Table types `postmap -q` can answer locally, for tables relayguard does not read itself.
@@ -391,66 +395,14 @@ def make_backup(base: str | os.PathLike[str], plan: Plan, main_cf: Path,
     return d, saved
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write beside the file and rename over it: a reader never sees half a table. Keeps the
-    original's mode and owner."""
-    st = path.stat() if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.relayguard-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if st is not None:
-            os.chmod(tmp, st.st_mode & 0o7777)
-            with contextlib.suppress(PermissionError):
-                os.chown(tmp, st.st_uid, st.st_gid)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_table(pf: Postfix, src: Source, text: str) -> None:
+    """Replace a table or pattern file (indexed types: built aside with postmap, then renamed),
+    keeping the original's mode and owner."""
     assert src.path is not None
-    suffix = DB_SUFFIX.get(src.kind)
-    if suffix is None:
-        _write_atomic(src.path, text)
-        return
-    # Build the indexed file aside from a temporary source, then rename both into place: smtpd
-    # never opens a half-built .db.
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.path.name}.relayguard-", dir=src.path.parent)
-    tmp_path = Path(tmp)
-    built = Path(tmp + suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if src.path.exists():
-            st = src.path.stat()
-            os.chmod(tmp_path, st.st_mode & 0o7777)
-            with contextlib.suppress(PermissionError):
-                os.chown(tmp_path, st.st_uid, st.st_gid)
-        else:
-            os.chmod(tmp_path, 0o644)
-        pf.postmap_build(src.kind, tmp_path)
-        db = src.db_path
-        assert db is not None
-        if db.exists():
-            st = db.stat()
-            os.chmod(built, st.st_mode & 0o7777)
-            with contextlib.suppress(PermissionError):
-                os.chown(built, st.st_uid, st.st_gid)
-        os.replace(built, db)
-        os.replace(tmp_path, src.path)
-    finally:
-        for p in (tmp_path, built):
-            with contextlib.suppress(OSError):
-                p.unlink()
+    if DB_SUFFIX.get(src.kind) is None:
+        atomic_write(src.path, text)
+    else:
+        build_aside(src.kind, src.path, text, config_dir=pf.config_dir, timeout=pf.timeout)
 
 
 def _restore(saved: list[dict[str, Any]], backup_dir: Path) -> list[str]:
@@ -475,7 +427,7 @@ def _probe_key(net: Network) -> str:
 
 def _verify(pf: Postfix, plan: Plan, warnings_before: list[str],
             table_warnings_before: dict[str, list[str]], probe: Probe | None) -> None:
-    after = pf.warnings()
+    after = pf.warnings("mynetworks")
     new = [w for w in after if w not in warnings_before]
     if new:
         raise TrustedError(f"postconf complains after the change: {new[0]}")
@@ -527,7 +479,7 @@ def _table_should_match(entries: list[Entry], src: Source, net: Network) -> bool
 def apply(pf: Postfix, model: Mynetworks, plan: Plan, backup_base: str | os.PathLike[str], *,
           reload: bool = True, probe: Probe | None = None) -> Applied:
     """Back up, write, verify (restoring everything on failure), reload a running Postfix."""
-    warnings_before = pf.warnings()
+    warnings_before = pf.warnings("mynetworks")
     table_before: dict[str, list[str]] = {}
     for c in plan.changes:
         if not c.is_main_cf and c.source.kind != "file" and c.source.path is not None \
@@ -543,12 +495,12 @@ def apply(pf: Postfix, model: Mynetworks, plan: Plan, backup_base: str | os.Path
     try:
         for c in plan.changes:
             if c.is_main_cf:
-                pf.set_mynetworks(c.after)
+                pf.edit("mynetworks", c.after)
             else:
                 _write_table(pf, c.source, c.after)
         _verify(pf, plan, warnings_before, table_before, probe)
-    except (TrustedError, OSError) as exc:
-        why = str(exc) if isinstance(exc, TrustedError) else f"{exc.strerror or exc}"
+    except (PostfixError, OSError) as exc:
+        why = str(exc) if isinstance(exc, PostfixError) else f"{exc.strerror or exc}"
         problems = _restore(saved, backup_dir)
         if problems:
             raise TrustedError(f"{why}; restoring from {backup_dir} FAILED for "
@@ -560,7 +512,7 @@ def apply(pf: Postfix, model: Mynetworks, plan: Plan, backup_base: str | os.Path
             if pf.running():
                 pf.reload()
                 result.reloaded = True
-        except TrustedError as exc:
+        except PostfixError as exc:
             result.reloaded = False
             result.warnings.append(f"{exc}: the change is written; reload Postfix by hand "
                                    "(postfix reload)")

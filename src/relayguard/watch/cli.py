@@ -11,7 +11,7 @@ from types import FrameType
 import click
 
 from ..cli import CONFIG, EXIT_CLEAN, EXIT_FINDINGS, fail, load_config
-from ..queue import QueueError
+from ..postfix.programs import PostfixError
 from ..respond.common import RespondError
 from ..state import StateError
 from .daemon import Watcher, WatchError
@@ -56,7 +56,7 @@ def watch(config_path: str | None, state_path: str | None, logs: tuple[str, ...]
             signal.signal(signal.SIGINT, on_signal)
             watcher.run(stop)
             sys.exit(EXIT_CLEAN)
-    except (SettingsError, WatchError, StateError, QueueError, RespondError, ValueError) as exc:
+    except (SettingsError, WatchError, StateError, PostfixError, RespondError, ValueError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. the metrics address is taken
         fail(f"cannot start: {exc}")

@@ -1,4 +1,4 @@
-"""The effective Postfix configuration, read through the real ``postconf``.
+"""Reading (and editing) Postfix's configuration through the real ``postconf``.
 
 Reading main.cf ourselves would miss the defaults, the compatibility-level expressions
 (``${{$compatibility_level} <level {2} ? ...}``) and ``$name`` expansion; ``postconf -x`` does all
@@ -6,8 +6,8 @@ of that exactly as the daemons will.  master.cf is read with ``-F`` (the fields 
 and ``-xP`` (every ``-o name=value`` override, expanded), so a submission service's
 ``-o smtpd_client_restrictions=...`` is judged with its real value.
 
-``postconf -c DIR`` needs nothing but ``DIR/main.cf`` and ``DIR/master.cf``: no running Postfix,
-no queue directory — a copy of another server's configuration can be audited here.
+``postconf -c DIR`` needs nothing but ``DIR/main.cf`` (and ``DIR/master.cf`` for services): no
+running Postfix, no queue directory — a copy of another server's configuration can be read here.
 """
 
 from __future__ import annotations
@@ -15,31 +15,18 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import shutil
 import socket
-import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-INSTALL_HINT = "is Postfix installed? (apt-get install postfix)"
+from . import programs
+from .programs import PostfixError
+
+#: The audit's name for the error (postconf missing or refusing the configuration).
+PostconfError = PostfixError
+
 _LINE = re.compile(r"^(\S+) =(?: (.*))?$")
-
-
-class PostconfError(Exception):
-    """postconf is missing or refused the configuration; the message is for the user."""
-
-
-def find_tool(name: str) -> str | None:
-    """``name`` on $PATH or in the sbin directories (root's PATH may lack /usr/sbin under sudo)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in SBIN_DIRS:
-        p = os.path.join(d, name)
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
 
 
 def parse_assignments(text: str) -> dict[str, str]:
@@ -51,6 +38,91 @@ def parse_assignments(text: str) -> dict[str, str]:
             out[m.group(1)] = (m.group(2) or "").strip()
     return out
 
+
+def postconf(args: list[str], config_dir: str | None = None,
+             timeout: float = 30.0) -> tuple[str, list[str]]:
+    """Run ``postconf [-c DIR] ARGS``; return stdout and its warnings (one per line)."""
+    r = programs.run("postconf", *args, config_dir=config_dir, timeout=timeout)
+    lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
+    if not r.ok:
+        fatal = [ln for ln in lines if "fatal:" in ln] or lines or [f"exit status {r.returncode}"]
+        raise PostfixError(fatal[0].removeprefix("postconf: "))
+    warnings = [ln.removeprefix("postconf: ") for ln in lines if "warning:" in ln]
+    return r.stdout, warnings
+
+
+def value(name: str, config_dir: str | None = None, *, expand: bool = True) -> str:
+    """One parameter's effective value (``postconf -h [-x] NAME``); PostfixError on failure."""
+    out, _ = postconf(["-h", *(["-x"] if expand else []), name], config_dir)
+    return out.strip()
+
+
+class Postconf:
+    """postconf for one instance (``config_dir``; None: the system's default instance)."""
+
+    def __init__(self, config_dir: str | os.PathLike[str] | None = None,
+                 timeout: float = 60.0) -> None:
+        if config_dir is not None:
+            config_dir = str(Path(programs.check_config_dir(config_dir)).resolve())
+        self.config_dir: str | None = config_dir
+        self.timeout = timeout
+        self._types: set[str] | None = None
+
+    def run(self, name: str, *args: str) -> programs.Result:
+        """Any Postfix program of this instance (``-c DIR`` added)."""
+        return programs.run(name, *args, config_dir=self.config_dir, timeout=self.timeout)
+
+    def postconf(self, *args: str) -> str:
+        r = self.run("postconf", *args)
+        if not r.ok:
+            raise PostfixError(f"postconf {' '.join(args)}: {r.complaint()}")
+        return r.stdout
+
+    def values(self, names: Iterable[str], *, expand: bool = True) -> dict[str, str]:
+        """Effective values (defaults included), ``$name`` expanded unless ``expand`` is off."""
+        names = list(names)
+        if not names:
+            return {}
+        return parse_assignments(self.postconf(*(["-x"] if expand else []), *names))
+
+    def explicit(self, name: str) -> str | None:
+        """The value as written in main.cf (unexpanded), None when main.cf does not set it."""
+        return parse_assignments(self.postconf("-n", name)).get(name)
+
+    def main_cf(self) -> Path:
+        d = self.config_dir or self.values(["config_directory"]).get("config_directory") \
+            or "/etc/postfix"
+        return Path(d) / "main.cf"
+
+    def warnings(self, name: str) -> list[str]:
+        """What postconf complains about for ``name`` right now (compared before/after edits)."""
+        r = self.run("postconf", "-x", name)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        if not r.ok:
+            lines.append(f"postconf exited {r.returncode}")
+        return lines
+
+    def edit(self, name: str, value: str) -> None:
+        """Set a main.cf parameter with Postfix's own editor (``postconf -e``: the rest of the
+        file stays as written)."""
+        r = self.run("postconf", "-e", f"{name} = {value}")
+        if not r.ok:
+            raise PostfixError(f"postconf -e {name}: {r.complaint()}")
+
+    def types(self) -> set[str]:
+        """Lookup table types this Postfix supports (``postconf -m``)."""
+        if self._types is None:
+            r = self.run("postconf", "-m")
+            self._types = {t.strip() for t in r.stdout.split()} if r.ok else set()
+        return self._types
+
+    def service_overrides(self, name: str) -> list[str]:
+        """master.cf ``-o NAME=...`` lines (``postconf -P``), e.g. a service's own mynetworks."""
+        return [ln.strip() for ln in self.postconf("-P").splitlines()
+                if ln.split(" =", 1)[0].endswith("/" + name)]
+
+
+# ------------------------------------------------------------------ the audit's model
 
 @dataclass
 class Service:
@@ -161,37 +233,13 @@ def _split(value: str) -> list[str]:
     return [t for t in re.split(r"[\s,]+", value) if t]
 
 
-def _run(argv: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PostconfError(f"{argv[0]} did not answer within {timeout:g}s") from None
-    except OSError as exc:
-        raise PostconfError(f"cannot run {argv[0]}: {exc.strerror}") from None
-
-
-def postconf(args: list[str], config_dir: str | None = None) -> tuple[str, list[str]]:
-    """Run ``postconf [-c DIR] ARGS``; return stdout and its warnings (one per line)."""
-    exe = find_tool("postconf")
-    if exe is None:
-        raise PostconfError(f"postconf not found: {INSTALL_HINT}")
-    argv = [exe] + (["-c", config_dir] if config_dir else []) + args
-    r = _run(argv)
-    lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
-    if r.returncode != 0:
-        fatal = [ln for ln in lines if "fatal:" in ln] or lines or [f"exit status {r.returncode}"]
-        raise PostconfError(fatal[0].removeprefix("postconf: "))
-    warnings = [ln.removeprefix("postconf: ") for ln in lines if "warning:" in ln]
-    return r.stdout, warnings
-
-
 def check_config_dir(config_dir: str) -> None:
     """A clear message before postconf's ``fatal: open .../main.cf``."""
     p = Path(config_dir)
     if not p.is_dir():
-        raise PostconfError(f"{config_dir}: not a directory")
+        raise PostfixError(f"{config_dir}: not a directory")
     if not (p / "main.cf").is_file():
-        raise PostconfError(f"{config_dir}: no main.cf in this directory")
+        raise PostfixError(f"{config_dir}: no main.cf in this directory")
 
 
 def load(config_dir: str | None = None) -> PostfixConfig:
