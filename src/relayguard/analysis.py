@@ -11,7 +11,7 @@ from . import config as config_mod
 from .aggregate import Aggregates, top
 from .detect import Finding
 from .inputs import InputSummary
-from .pipeline import Pipeline
+from .pipeline.core import Pipeline
 from .sources import files
 from .timefmt import iso
 

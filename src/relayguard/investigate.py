@@ -19,7 +19,7 @@ from .correlate import Message
 from .detect import Finding
 from .inputs import InputSummary
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
-from .pipeline import Pipeline
+from .pipeline.core import Pipeline
 from .sources import files
 from .timefmt import iso
 

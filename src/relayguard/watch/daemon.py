@@ -31,7 +31,7 @@ from ..detect import queue_surge as queue_surge_detector
 from ..enrich.geo import GeoError
 from ..parse import Event, LineParser
 from ..parse.event import AUTH_FAILURE, CLIENT, DELIVERY, EXPIRED, PICKUP, REJECT
-from ..pipeline import Pipeline
+from ..pipeline.core import Pipeline
 from ..state import Store, resolve_path
 from .checkpoints import Checkpoints
 from .follow import FileFollower
