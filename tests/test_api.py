@@ -135,3 +135,6 @@ def test_import_is_cheap_and_names_are_exported() -> None:
     assert out.stdout.strip() == "['relayguard']"
     for name in relayguard.__all__:
         assert getattr(relayguard, name) is not None
+    from relayguard import api
+
+    assert relayguard.analyze is api.analyze and relayguard.investigate is api.investigate
