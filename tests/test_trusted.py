@@ -30,6 +30,7 @@ from click.testing import CliRunner, Result
 
 from harness import FakeInternet, PostfixInstance, send_mail
 from relayguard.cli import main
+from relayguard.postfix.instance import Postfix
 from relayguard.postfix.mynetworks import (
     Source,
     format_network,
@@ -40,7 +41,6 @@ from relayguard.postfix.mynetworks import (
 from relayguard.state import Store
 from relayguard.trusted.edit import Change, Plan, apply
 from relayguard.trusted.mynetworks import TrustedError, inline_with, inline_without, parse_target
-from relayguard.trusted.postfix import Postfix
 
 OUTSIDE = "victim@outside.example"
 

@@ -158,6 +158,8 @@ LAZY_COMMANDS = {
     "trusted": "relayguard.trusted.cli:trusted",
     "firewall": "relayguard.firewall.cli:firewall",
     "config": "relayguard.config_cli:config",
+    "setup": "relayguard.setup_cli:setup",
+    "status": "relayguard.setup_cli:status",
 }
 
 

@@ -205,17 +205,31 @@ def _listen_any(spec: str) -> None:  # ":9425": every address
     split_host_port(spec)
 
 
-def _policy_listen(spec: str) -> None:
-    """As policy.server.parse_listen takes it: also "inet:HOST:PORT" and a bare port."""
+def parse_listen(spec: str) -> tuple[str, str, int]:
+    """`127.0.0.1:10031`, `[::1]:10031`, `inet:HOST:PORT`, `10031` -> ("tcp", host, port);
+    `unix:/path` -> ("unix", path, 0). ValueError when it is neither."""
+    spec = spec.strip()
     if spec.startswith("unix:"):
-        if not spec[5:]:
-            raise ValueError(spec)
-        return
-    spec = spec.removeprefix("inet:")
-    if not spec.isdigit():
-        _tcp(spec)
-    elif int(spec) > 65535:
-        raise ValueError(spec)
+        path = spec[5:]
+        if not path:
+            raise ValueError(f"bad listen address {spec!r}: unix: needs a path")
+        return ("unix", path, 0)
+    if spec.startswith("inet:"):
+        spec = spec[5:]
+    if spec.isdigit():
+        host, port = "127.0.0.1", spec
+    elif spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = spec.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bad listen address {spec!r} (use HOST:PORT, [IPv6]:PORT or unix:PATH)")
+    return ("tcp", host, int(port))
+
+
+def _policy_listen(spec: str) -> None:
+    parse_listen(spec)
 
 
 def _resolver(spec: str) -> None:

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..postfix import restrictions as rx
 from ..postfix.mynetworks import Entry, Network, Source
 from ..postfix.mynetworks import build as build_mynetworks
 from ..postfix.postconf import PostfixConfig, Service, load
 from . import dovecot as dovecot_mod
-from . import restrictions as rx
 
 SEVERITIES = ("critical", "high", "medium", "low")
 RANK = {s: i for i, s in enumerate(SEVERITIES)}

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 
+from ..config import parse_listen  # re-exported: the server and its callers
+
 __all__ = ["DEFAULT_MAX_ATTRIBUTES", "DEFAULT_MAX_REQUEST", "ProtocolError", "RequestReader",
-           "answer", "decode"]
+           "answer", "decode", "parse_listen"]
 
 #: A Postfix 3.7 request is about 30 attributes and well under 1 KiB; 8 KiB leaves room for long
 #: addresses and TLS certificate attributes while keeping a hostile client's buffer small.

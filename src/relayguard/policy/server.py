@@ -39,36 +39,13 @@ from typing import Any
 from ..state.counters import CounterStore, Outcome
 from ..state.shared import SharedState
 from .limits import Plan, Policy, PolicySettings, StateView
-from .protocol import ProtocolError, RequestReader
+from .protocol import ProtocolError, RequestReader, parse_listen
 
 log = logging.getLogger("relayguard.policy")
 
 #: Answers waiting for a client that does not read (reading from it is paused well before).
 MAX_WRITE_BACKLOG = 1024 * 1024
 BREAKER_SECONDS = 1.0
-
-
-def parse_listen(spec: str) -> tuple[str, str, int]:
-    """`127.0.0.1:10031`, `[::1]:10031`, `inet:HOST:PORT`, `10031` -> ("tcp", host, port);
-    `unix:/path` -> ("unix", path, 0). ValueError when it is neither."""
-    spec = spec.strip()
-    if spec.startswith("unix:"):
-        path = spec[5:]
-        if not path:
-            raise ValueError(f"bad listen address {spec!r}: unix: needs a path")
-        return ("unix", path, 0)
-    if spec.startswith("inet:"):
-        spec = spec[5:]
-    if spec.isdigit():
-        host, port = "127.0.0.1", spec
-    elif spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = spec.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"bad listen address {spec!r} (use HOST:PORT, [IPv6]:PORT or unix:PATH)")
-    return ("tcp", host, int(port))
 
 
 class _Connection(asyncio.Protocol):

@@ -137,7 +137,9 @@ class Reloader:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
-        """The shared bookkeeping, locked for the duration (also serialises map rewrites)."""
+        """The shared bookkeeping, locked for the duration (also serialises map rewrites).
+        PostfixError, before anything is written, when the instance has no main.cf."""
+        programs.require_instance(self.config_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.state_file, os.O_RDWR | os.O_CREAT, 0o644)
         with os.fdopen(fd, "r+", encoding="utf-8") as fh:
@@ -168,9 +170,12 @@ class Reloader:
         return self.maybe_reload(st, now)
 
     def flush(self, now: float) -> str | None:
-        """Apply a postponed reload when its time has come."""
-        with self.locked() as st:
-            return self.maybe_reload(st, now) if st["pending"] else None
+        """Apply a postponed reload when its time has come (a note when it cannot be)."""
+        try:
+            with self.locked() as st:
+                return self.maybe_reload(st, now) if st["pending"] else None
+        except PostfixError as exc:
+            return str(exc)
 
     def maybe_reload(self, st: dict[str, Any], now: float) -> str | None:
         """Reload if the interval allows (call inside `locked()`); a note when postponed."""

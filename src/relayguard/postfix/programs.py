@@ -56,6 +56,17 @@ def check_config_dir(config_dir: str | os.PathLike[str], option: str = "--config
     return str(d)
 
 
+def require_instance(config_dir: str | os.PathLike[str] | None) -> str:
+    """The configuration directory Postfix's tools would use (``config_dir``, else MAIL_CONFIG,
+    else /etc/postfix), or PostfixError when it holds no main.cf: a fresh ``apt-get install
+    postfix`` answered "No configuration" has none, and writing maps there helps nobody."""
+    d = Path(config_dir or os.environ.get("MAIL_CONFIG") or "/etc/postfix")
+    if not (d / "main.cf").is_file():
+        raise PostfixError(f"no Postfix configuration: {d}/main.cf does not exist (is Postfix "
+                           "configured? or set [respond] postfix_config_dir)")
+    return str(d)
+
+
 def argv(name: str, *args: str, config_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """``[path, -c DIR, *args]`` for a Postfix program (no -c without a config dir)."""
     out = [require(name)]

@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self
 
 from ..config import BAN_BACKENDS
 from ..postfix.maps import Reloader, atomic_write, read_bytes
-from ..postfix.programs import find_program
+from ..postfix.programs import PostfixError, find_program
 from ..state.shared import Ban, SharedState, SqliteShared, normalise_network, open_shared
 from ..state.store import StateError, Store, resolve_path
 from .common import (
@@ -39,6 +39,7 @@ from .common import (
     check_template,
     duration,
     expand,
+    in_instance,
     log,
     one_line,
     run_argv,
@@ -324,6 +325,8 @@ class PostfixAccessBackend:
                     note = None
         except OSError as exc:
             raise RespondError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        except PostfixError as exc:
+            raise RespondError(f"{exc}; {self.path} not written") from None
         if note:
             notes.append(note)
         return notes
@@ -415,6 +418,12 @@ def postfix_config_dir(cfg: dict[str, Any] | None, override: str | None = None) 
     return str(value) if value else None
 
 
+def access_map_path(cfg: dict[str, Any] | None, config_dir: str | None = None) -> str:
+    """`[bruteforce] access_map`; the default one in the instance's directory (in_instance)."""
+    path = str(_section(cfg, "bruteforce").get("access_map") or DEFAULT_ACCESS_MAP)
+    return in_instance(path, DEFAULT_ACCESS_MAP, postfix_config_dir(cfg, config_dir))
+
+
 def make_backend(cfg: dict[str, Any] | None, config_dir: str | None = None,
                  name: str | None = None) -> BanBackend:
     """The backend named by `[bruteforce] ban_backend` (or `name`)."""
@@ -428,7 +437,7 @@ def make_backend(cfg: dict[str, Any] | None, config_dir: str | None = None,
                                duration(bf.get("command_timeout", "30s"),
                                         "[bruteforce] command_timeout"))
     if name == "postfix-access":
-        path = Path(str(bf.get("access_map") or DEFAULT_ACCESS_MAP))
+        path = Path(access_map_path(cfg, config_dir))
         interval = duration(bf.get("reload_interval", "30s"), "[bruteforce] reload_interval")
         return PostfixAccessBackend(path, Reloader(path.parent, postfix_config_dir(cfg, config_dir),
                                                    interval),

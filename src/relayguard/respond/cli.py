@@ -67,6 +67,15 @@ def _warn(lines: list[str]) -> None:
         click.echo(f"relayguard: warning: {line}", err=True)
 
 
+def _enforced(cfg: dict[str, Any], config_dir: str | None, what: str) -> None:
+    """Never a silent success: say it when nothing on this machine enforces what was recorded."""
+    from .enforcement import notice
+
+    line = notice(cfg, config_dir, what)
+    if line:
+        click.echo(line, err=True)
+
+
 def _age(seconds: float) -> str:
     s = int(max(0, seconds))
     if s < 60:
@@ -190,6 +199,7 @@ def ban_add(network: str, for_: str | None, permanent: bool, reason: str, state_
     _warn(warnings)
     until = "until removed" if x.expires is None else f"for {_age(x.expires - x.since)}"
     click.echo(f"Banned {x.network} {until} (backend: {x.backend}).")
+    _enforced(b.cfg, config_dir, "bans")
 
 
 @ban.command("remove")
@@ -258,6 +268,7 @@ def lock(user: str, for_: str | None, reason: str, no_hooks: bool, hold_mail: bo
     _warn(warnings)
     until = "until unlocked" if x.expires is None else f"for {_age(x.expires - x.since)}"
     click.echo(f"Locked {x.user} {until}.")
+    _enforced(lk.cfg, config_dir, "locks")
     for r in hooks:
         click.echo(f"  hook {' '.join(r.argv)}: {r.summary()}")
     if held is not None:

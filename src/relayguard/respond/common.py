@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import duration as config_duration
@@ -25,6 +26,7 @@ log = logging.getLogger("relayguard.respond")
 
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 OUTPUT_LIMIT = 4000  # bytes of a command's output kept for the log and the audit trail
+SYSTEM_POSTFIX_DIR = "/etc/postfix"
 
 
 class RespondError(Exception):
@@ -48,6 +50,15 @@ def one_line(text: str, limit: int = 200) -> str:
     flat = "".join(c if c.isprintable() else " " for c in str(text))
     flat = " ".join(flat.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def in_instance(path: str, default: str, config_dir: str | None) -> str:
+    """The shipped default map path (`/etc/postfix/NAME`) follows the Postfix instance: with
+    postfix_config_dir (or --config-dir) naming another instance, the map lives beside that
+    instance's main.cf. A path the configuration names explicitly is kept as it is."""
+    if config_dir and path == default and str(Path(config_dir)) != SYSTEM_POSTFIX_DIR:
+        return str(Path(config_dir) / Path(default).name)
+    return path
 
 
 # ------------------------------------------------------------------------- argv templates

@@ -33,7 +33,7 @@ from ..postfix.programs import PostfixError
 from ..state.shared import Lock, SharedState, SqliteShared
 from ..state.store import StateError, Store
 from .bans import StateHolder, _argv_if_cli, _section, postfix_config_dir
-from .common import CommandResult, RespondError, duration, log, one_line
+from .common import CommandResult, RespondError, duration, in_instance, log, one_line
 from .hooks import check_hooks, run_hooks
 
 DEFAULT_MAP = "hash:/etc/postfix/relayguard_sasl_access"
@@ -61,6 +61,17 @@ def map_key_problem(user: str) -> str | None:
     if user.startswith("#"):
         return "it starts with '#'"
     return None
+
+
+def map_spec(cfg: dict[str, Any] | None, config_dir: str | None) -> str:
+    """`[respond] sasl_access_map` (TYPE:PATH; "" for no map), the default one in the
+    instance's directory (see in_instance)."""
+    spec = str(_section(cfg, "respond").get("sasl_access_map", DEFAULT_MAP) or "")
+    kind, sep, path = spec.partition(":")
+    default_path = DEFAULT_MAP.partition(":")[2]
+    if sep and path == default_path:
+        return f"{kind}:{in_instance(path, default_path, config_dir)}"
+    return spec
 
 
 class SaslAccessMap:
@@ -129,6 +140,8 @@ class SaslAccessMap:
                     self._postmap(data)
         except OSError as exc:
             raise RespondError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        except PostfixError as exc:
+            raise RespondError(f"{exc}; {self.path} not written") from None
         return notes
 
     def _postmap(self, data: bytes) -> None:
@@ -152,7 +165,7 @@ class Locker(StateHolder):
         self.cfg = cfg or {}
         rs = _section(cfg, "respond")
         self.config_dir = postfix_config_dir(cfg, config_dir)
-        spec = str(rs.get("sasl_access_map", DEFAULT_MAP) or "")
+        spec = map_spec(cfg, self.config_dir)
         self.map: SaslAccessMap | None = None
         if spec:
             self.map = SaslAccessMap(spec, self.config_dir,

@@ -24,6 +24,7 @@ from ..timefmt import iso
 
 DEFAULT_PATH = "/var/lib/relayguard/state.db"
 ENV_VAR = "RELAYGUARD_STATE"
+HEARTBEAT = "heartbeat:"
 
 # One entry per schema version; entry N upgrades version N to N+1. Never edit a released entry.
 MIGRATIONS: list[str] = [
@@ -237,6 +238,36 @@ class Store:
             d["updated"] = iso(r["updated"], "seconds")
             out.append(d)
         return out
+
+    # ----------------------------------------------------------------------- heartbeats
+    # A daemon's "I am alive" lives in the checkpoints table (source "heartbeat:NAME", the
+    # details as JSON in `cursor`): one small upsert, no schema change.
+    def beat(self, name: str, info: dict[str, Any], now: float | None = None) -> None:
+        try:
+            self.db.execute(
+                "INSERT INTO checkpoints (source, cursor, updated) VALUES (?,?,?)"
+                " ON CONFLICT(source) DO UPDATE SET cursor=excluded.cursor,"
+                " updated=excluded.updated",
+                (HEARTBEAT + name, json.dumps(info), time.time() if now is None else now))
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot record ({exc})") from None
+
+    def heartbeat(self, name: str) -> tuple[float, dict[str, Any]] | None:
+        """(time of the last beat, its details), None when the daemon never beat or stopped."""
+        row = self.db.execute("SELECT cursor, updated FROM checkpoints WHERE source = ?",
+                              (HEARTBEAT + name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            info = json.loads(row["cursor"] or "{}")
+        except ValueError:
+            info = {}
+        return float(row["updated"]), info
+
+    def stop_beating(self, name: str) -> None:
+        """A clean stop: no heartbeat left behind to look fresh."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("DELETE FROM checkpoints WHERE source = ?", (HEARTBEAT + name,))
 
     def history(self, limit: int | None = 50, action: str | None = None,
                 since: float | None = None) -> list[dict[str, Any]]:

@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..changes import confirm
+from ..postfix.instance import Postfix
 from ..postfix.mynetworks import Mynetworks, Network, read_mynetworks
 from ..postfix.programs import PostfixError
 from ..state import StateError, Store, resolve_path
 from .edit import DEFAULT_BACKUP_DIR, Plan, apply, make_probe, plan_add, plan_remove
 from .mynetworks import parse_target
-from .postfix import Postfix
 
 
 def _fail(message: str) -> NoReturn:
@@ -219,18 +220,6 @@ def _print_plan(c: Console, plan: Plan, model: Mynetworks, dry_run: bool) -> Non
         c.print(Text("warning: ", style="bold yellow") + _t(w))
 
 
-def _confirm(question: str, yes: bool, what: str) -> None:
-    """--yes, or a person at a terminal who says yes; otherwise refuse (exit 2) or stop."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        _fail(f"refusing to {what} without confirmation (no terminal): re-run with --yes to do "
-              "it, or --dry-run to preview only; nothing was changed")
-    if not click.confirm(question, default=False, err=True):
-        click.echo("Nothing changed.", err=True)
-        sys.exit(0)
-
-
 def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> None:
     fmt = kw["fmt"]
     cfg = _config(kw["config_path"])
@@ -268,7 +257,7 @@ def _run_change(action: str, cidr: str, kw: dict[str, Any], **plan_kw: Any) -> N
         else:
             c.print("Dry run: nothing changed.")
         return
-    _confirm("Apply this change?", kw["yes"], f"{action} {plan.label}")
+    confirm("Apply this change?", kw["yes"], f"{action} {plan.label}", _fail)
     # Opened before acting: if the audit trail cannot be written, nothing is done either.
     try:
         store = Store(resolve_path(kw["state_path"], cfg))

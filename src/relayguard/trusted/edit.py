@@ -12,17 +12,15 @@ expected. If anything fails, every file is put back from the backup.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..changes import backup_files, backup_name, restore_files
+from ..postfix.instance import Postfix
 from ..postfix.maps import atomic_write, build_aside
 from ..postfix.mynetworks import (
     DB_SUFFIX,
@@ -34,7 +32,6 @@ from ..postfix.mynetworks import (
     read_mynetworks,
 )
 from ..postfix.programs import PostfixError
-from ..timefmt import iso
 from .mynetworks import (
     TrustedError,
     append_line,
@@ -45,7 +42,6 @@ from .mynetworks import (
     inline_without,
     remove_lines,
 )
-from .postfix import Postfix
 
 DEFAULT_BACKUP_DIR = "/var/lib/relayguard/backups/trusted"
 #: Table types `postmap -q` can answer locally, for tables relayguard does not read itself.
@@ -337,20 +333,6 @@ class Applied:
     warnings: list[str] = field(default_factory=list)
 
 
-def _backup_name(plan: Plan) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    safe = re.sub(r"[^0-9A-Za-z.]+", "_", plan.label)
-    return f"{stamp}-trusted-{plan.action}-{safe}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files_of(plan: Plan, main_cf: Path) -> list[Path]:
     files: list[Path] = []
     for c in plan.changes:
@@ -367,32 +349,10 @@ def make_backup(base: str | os.PathLike[str], plan: Plan, main_cf: Path,
                 config_dir: str | None) -> tuple[Path, list[dict[str, Any]]]:
     """Copy every file the plan touches into a new directory (mode 0700); a ``meta.json``
     there says where each copy came from, so a person can put it back with ``cp``."""
-    root = Path(base)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = _backup_name(plan)
-    d = root / name
-    n = 1
-    while True:
-        try:
-            d.mkdir(mode=0o700)
-            break
-        except FileExistsError:
-            n += 1
-            d = root / f"{name}-{n}"
-    saved: list[dict[str, Any]] = []
-    for i, original in enumerate(_files_of(plan, main_cf)):
-        rec: dict[str, Any] = {"original": str(original), "existed": original.exists()}
-        if original.exists():
-            copy = d / (f"{i}-{original.name}" if i else original.name)
-            shutil.copy2(original, copy)
-            rec |= {"backup": copy.name, "sha256": _sha256(copy)}
-        saved.append(rec)
     meta = {"schema": "relayguard.trusted-backup/1", "action": plan.action,
-            "network": plan.label, "config_dir": config_dir, "main_cf": str(main_cf),
-            "created": iso(time.time(), "seconds"), "files": saved,
-            "restore": "copy each backup over its original, then `postfix reload`"}
-    (d / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return d, saved
+            "network": plan.label, "config_dir": config_dir, "main_cf": str(main_cf)}
+    return backup_files(base, backup_name(f"trusted-{plan.action}", plan.label),
+                        _files_of(plan, main_cf), meta)
 
 
 def _write_table(pf: Postfix, src: Source, text: str) -> None:
@@ -403,22 +363,6 @@ def _write_table(pf: Postfix, src: Source, text: str) -> None:
         atomic_write(src.path, text)
     else:
         build_aside(src.kind, src.path, text, config_dir=pf.config_dir, timeout=pf.timeout)
-
-
-def _restore(saved: list[dict[str, Any]], backup_dir: Path) -> list[str]:
-    problems = []
-    for rec in saved:
-        original = Path(rec["original"])
-        try:
-            if rec.get("backup"):
-                tmp = original.with_name(f".{original.name}.relayguard-restore")
-                shutil.copy2(backup_dir / rec["backup"], tmp)
-                os.replace(tmp, original)
-            elif not rec["existed"]:
-                original.unlink(missing_ok=True)
-        except OSError as exc:
-            problems.append(f"{original}: {exc.strerror or exc}")
-    return problems
 
 
 def _probe_key(net: Network) -> str:
@@ -501,7 +445,7 @@ def apply(pf: Postfix, model: Mynetworks, plan: Plan, backup_base: str | os.Path
         _verify(pf, plan, warnings_before, table_before, probe)
     except (PostfixError, OSError) as exc:
         why = str(exc) if isinstance(exc, PostfixError) else f"{exc.strerror or exc}"
-        problems = _restore(saved, backup_dir)
+        problems = restore_files(saved, backup_dir)
         if problems:
             raise TrustedError(f"{why}; restoring from {backup_dir} FAILED for "
                                f"{'; '.join(problems)}: copy the files back by hand") from None

@@ -42,6 +42,12 @@ def watch(config_path: str | None, state_path: str | None, logs: tuple[str, ...]
     cfg = load_config(config_path)
     try:
         watcher = Watcher(cfg, state_path, list(logs))
+        from ..respond.enforcement import notice
+
+        for what in ("bans", "locks"):  # what watch bans and locks must be enforced too
+            line = notice(cfg, watcher.settings.postfix_config_dir, what)
+            if line:
+                click.echo(line, err=True)
         if once:
             stats = watcher.run_once()
         else:

@@ -18,6 +18,7 @@ poll interval (0.2 s) of it being written.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from ..enrich.geo import GeoError
 from ..parse import Event, LineParser
 from ..parse.event import AUTH_FAILURE, CLIENT, DELIVERY, EXPIRED, PICKUP, REJECT
 from ..pipeline.core import Pipeline
-from ..state import Store, resolve_path
+from ..state import StateError, Store, resolve_path
 from .checkpoints import Checkpoints
 from .follow import FileFollower
 from .journald import JournalFollower
@@ -46,6 +47,9 @@ log = logging.getLogger("relayguard.watch")
 # A message still in the queue this long after its first line is counted in the windows
 # without waiting for `removed`: spam that is deferred for days must be seen now.
 SETTLE = 30.0
+# How often the daemon tells the state database it is alive (`relayguard status` calls it
+# running while the last beat is younger than three of these).
+HEARTBEAT_INTERVAL = 10.0
 
 
 class WatchError(Exception):
@@ -106,6 +110,7 @@ class Watcher:
         self._banned_until: dict[str, float] = {}
         self._dirty = False
         self._due: dict[str, float] = {}
+        self._beating = False
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, background: bool = True) -> None:
@@ -173,6 +178,9 @@ class Watcher:
                 self.poller.stop()
             self.dispatcher.close(timeout=15)
             self.metrics.close()
+            if self._beating and self.store is not None:
+                self.store.stop_beating("watch")
+                self._beating = False
             if self.responder is not None:
                 self.responder.close()
             if self._own_store is not None:
@@ -250,6 +258,8 @@ class Watcher:
             self.expire()
         if self._dirty and self._every("checkpoint", s.checkpoint_interval):
             self.checkpoint()
+        if self._every("heartbeat", HEARTBEAT_INTERVAL):
+            self.beat()
 
     def _process(self, src: Any, lines: list[str]) -> None:
         log.debug("%s: %d lines", src.name, len(lines))
@@ -469,6 +479,17 @@ class Watcher:
             return
         self.metrics.bans_active.set(bans)
         self.metrics.locks_active.set(locks)
+
+    def beat(self) -> None:
+        """Tell `relayguard status` this daemon is alive (one upsert every few seconds)."""
+        if self.store is None:
+            return
+        try:
+            self.store.beat("watch", {"pid": os.getpid(), "interval": HEARTBEAT_INTERVAL,
+                                      "sources": [src.name for src in self.sources]})
+            self._beating = True
+        except StateError as exc:
+            log.warning("heartbeat: %s", exc)
 
     def checkpoint(self) -> None:
         """Save where every source stopped, with the brute-force counters, in one transaction."""

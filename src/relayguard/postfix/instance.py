@@ -1,11 +1,11 @@
-"""The Postfix tools `relayguard trusted` uses beyond postconf: ``postmap -q`` probes and the
+"""The Postfix tools beyond postconf (`trusted`, `setup postfix`, `status`): ``postmap -q`` probes and the
 reload after a change. Reading mynetworks is :mod:`relayguard.postfix.mynetworks`'s; every
 program runs through :mod:`relayguard.postfix.programs` (argv lists, ``-c DIR``)."""
 
 from __future__ import annotations
 
-from ..postfix.postconf import Postconf
-from .mynetworks import TrustedError
+from .postconf import Postconf
+from .programs import PostfixError
 
 
 class Postfix(Postconf):
@@ -27,4 +27,4 @@ class Postfix(Postconf):
     def reload(self) -> None:
         r = self.run("postfix", "reload")
         if not r.ok:
-            raise TrustedError(f"postfix reload: {r.complaint()}")
+            raise PostfixError(f"postfix reload: {r.complaint()}")
