@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.audit.config import audit_config, classify, listed_networks
+from relayguard.audit.checks.mynetworks import classify, listed_networks
 from relayguard.audit.dovecot import available as doveconf_available
+from relayguard.audit.engine import audit_config
 from relayguard.postfix import restrictions as rx
 from relayguard.postfix.postconf import PostconfError
 from relayguard.postfix.programs import find_program

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from relayguard.queue.backup import SCHEMA, load_backup, write_durable
 from relayguard.queue.postqueue import QueuedMessage, Recipient
-from relayguard.queue.select import Selector, parse_domain, parse_network, user_matches
+from relayguard.queue.select import Selector, parse_domain, parse_ip_or_cidr, user_matches
 from relayguard.queue.summary import QueueSummary, bucket
 from relayguard.queue.tools import QueueError
 from relayguard.state import SCHEMA_VERSION, StateError, Store, resolve_path
@@ -78,14 +78,14 @@ def test_domains_ages_sizes_queues_ids() -> None:
 
 
 def test_origin_selectors() -> None:
-    sel = Selector(sasl_users=("admin",), client_ips=(parse_network("46.48.0.0/16"),))
+    sel = Selector(sasl_users=("admin",), client_ips=(parse_ip_or_cidr("46.48.0.0/16"),))
     assert sel.needs_origin
     assert sel.matches_origin("admin", "46.48.93.60")
     assert sel.matches_origin("Admin@domain.net", "46.48.93.60")
     assert not sel.matches_origin("admin", "10.0.0.1")
     assert not sel.matches_origin(None, "46.48.93.60")
     assert not sel.matches_origin("administrator", "46.48.93.60")
-    assert not Selector(client_ips=(parse_network("::1"),)).matches_origin(None, "garbage")
+    assert not Selector(client_ips=(parse_ip_or_cidr("::1"),)).matches_origin(None, "garbage")
     assert user_matches("admin@a.example", "admin@a.example")
     assert not user_matches("admin@a.example", "admin@b.example")
 
@@ -96,7 +96,7 @@ def test_selector_value_errors() -> None:
         with pytest.raises(ValueError):
             parse_domain(bad)
     with pytest.raises(ValueError):
-        parse_network("300.1.1.1")
+        parse_ip_or_cidr("300.1.1.1")
 
 
 # --------------------------------------------------------------------------------- summary

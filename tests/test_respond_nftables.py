@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 SCRIPT = textwrap.dedent(r'''
     import json, socket, subprocess, sys, threading, time
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    from relayguard.respond.bans import Banner, NftablesBackend
+    from relayguard.respond import Banner, NftablesBackend
     from relayguard.state.shared import SqliteShared
     from relayguard.state.store import Store
 

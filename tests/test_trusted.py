@@ -34,7 +34,7 @@ from relayguard.postfix.instance import Postfix
 from relayguard.postfix.mynetworks import (
     Source,
     format_network,
-    parse_network,
+    parse_postfix_network,
     read_mynetworks,
     split_list,
 )
@@ -387,8 +387,8 @@ def test_list_reports_what_postfix_would_not_use(confdir: Path, world_dir: Path)
     ("foo", None, "not an address"),
     ("10.0.0.0/33", None, "prefix"),
 ])
-def test_parse_network(text: str, net: str | None, problem: str | None) -> None:
-    got, why = parse_network(text, bracketless_ipv6=False)
+def test_parse_postfix_network(text: str, net: str | None, problem: str | None) -> None:
+    got, why = parse_postfix_network(text, bracketless_ipv6=False)
     assert (str(got) if got else None) == net
     assert (problem is None and why is None) or (problem and why and problem in why)
 

@@ -234,10 +234,10 @@ def analyze(files: tuple[str, ...], fmt: str, out: str | None, trusted: tuple[st
     """
     cfg = load_config(config_path)
     paths = list(files)
-    from .postfix.mynetworks import parse_network
+    from .postfix.mynetworks import parse_postfix_network
 
     for t in trusted:
-        net, problem = parse_network(t.removeprefix("!"))
+        net, problem = parse_postfix_network(t.removeprefix("!"))
         if net is None or (problem and problem.startswith("host bits")):
             fail(f"--trusted {t}: {problem or 'not an address or network'} (e.g. "
                  "192.168.0.0/16, !192.168.1.50)")

@@ -209,12 +209,12 @@ def _state(inv: Investigation, cfg: dict[str, Any], state_path: str | None) -> N
 
 def _queue(inv: Investigation, config_dir: str | None) -> None:
     """Mail of the subject still in the queue (from the queue files' own origin records)."""
-    from .queue.select import Selector, parse_network, select
+    from .queue.select import Selector, parse_ip_or_cidr, select
     from .queue.tools import PostfixTools, QueueError
 
     try:
         sel = (Selector(sasl_users=(inv.subject,)) if inv.kind == "user"
-               else Selector(client_ips=(parse_network(inv.subject),)))
+               else Selector(client_ips=(parse_ip_or_cidr(inv.subject),)))
         found = select(PostfixTools(config_dir), sel)
     except (QueueError, OSError, ValueError) as exc:
         inv.notes.append(f"queue not read: {exc}")

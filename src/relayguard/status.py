@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import duration
-from .respond.bans import audit_store
 from .respond.enforcement import Report, check, verify_policy_sees
+from .respond.holder import audit_store
 from .state.shared import open_shared
 from .state.store import StateError
 

@@ -9,7 +9,6 @@ text is escaped the way Slack and Mattermost expect (no `<!channel>` mentions, n
 from __future__ import annotations
 
 import json
-import re
 import smtplib
 import ssl
 import urllib.error
@@ -19,9 +18,9 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..sanitize import one_line
 from .model import Alert
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 COLORS = {"critical": "#b00020", "high": "#e65100", "medium": "#f9a825", "low": "#9e9e9e",
           "info": "#2e7d32"}
 
@@ -31,10 +30,6 @@ class Channel(Protocol):
 
     def send(self, alert: Alert, note: str = "") -> None:
         """Deliver one alert or raise (OSError, smtplib.SMTPException, ValueError)."""
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    return CONTROL.sub("?", text)[:limit]
 
 
 def slack_escape(text: str) -> str:

@@ -10,7 +10,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..detect.finding import SEVERITY_RANK
-from .channels import Channel, EmailChannel, WebhookChannel, one_line
+from ..sanitize import one_line
+from .channels import Channel, EmailChannel, WebhookChannel
 from .model import Alert
 
 if TYPE_CHECKING:

@@ -75,8 +75,8 @@ def audit(config_dir: str | None, fmt: str, dovecot_config: str | None, no_dovec
     Exit code 0: no high or critical finding; 1: some; 2: usage or input error.
     """
     from ..postfix.postconf import PostconfError
-    from .config import audit_config
     from .dovecot import DoveconfError
+    from .engine import audit_config
 
     cfg = _config(config_path).get("audit", {})
     if no_dovecot and dovecot_config:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from ..queue.actions import postsuper
-from ..queue.select import Selector, parse_network, select
+from ..queue.select import Selector, parse_ip_or_cidr, select
 from ..queue.tools import PostfixTools, QueueError, valid_queue_id
 from ..respond import Banner, Locker, RespondError
 from ..state.shared import SharedState, normalise_network, open_shared
@@ -81,7 +81,7 @@ class Dashboard:
             return (v,) if v else ()
         ips = one("client_ip")
         return Selector(senders=one("sender"), sasl_users=one("sasl_user"), queues=one("queue"),
-                        client_ips=tuple(parse_network(ip) for ip in ips))
+                        client_ips=tuple(parse_ip_or_cidr(ip) for ip in ips))
 
     # ------------------------------------------------------------------ routes
     async def index(self, request: Request) -> Response:

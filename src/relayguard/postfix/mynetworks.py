@@ -1,5 +1,5 @@
 """Postfix's ``mynetworks`` — THE model of a match list of networks, read the way Postfix
-reads it: the trusted editor (``relayguard trusted``), the audit and the analysis all use it.
+reads it: the trusted editor (``relayguard trusted``), the config audit and the analysis all use it.
 
 ``mynetworks`` is a *match list*: items separated by commas and/or whitespace, evaluated in
 order, the first match wins. An item is
@@ -77,8 +77,9 @@ def item_spans(value: str) -> list[tuple[int, int]]:
     return spans
 
 
-def parse_network(text: str, *, bracketless_ipv6: bool = True) -> tuple[Network | None, str | None]:
-    """``(network, problem)`` for one address pattern (without ``!``).
+def parse_postfix_network(text: str, *,
+                          bracketless_ipv6: bool = True) -> tuple[Network | None, str | None]:
+    """``(network, problem)`` for one address pattern (without ``!``), in Postfix's notation.
 
     ``problem`` says why Postfix would not use the pattern as written (host bits set, IPv6
     without brackets where they are required); the network is still returned when it can be
@@ -137,7 +138,7 @@ def is_table(item: str) -> bool:
         return True
     if table_spec(item) is None:
         return False
-    return parse_network(item)[0] is None
+    return parse_postfix_network(item)[0] is None
 
 
 def references(value: str) -> set[str]:
@@ -288,7 +289,7 @@ def table_entries(source: Source, text: str) -> tuple[list[Entry], list[str]]:
                 continue
         negated = key.startswith("!") and source.kind == "cidr"
         pattern = key[1:] if negated else key
-        net, problem = parse_network(pattern)
+        net, problem = parse_postfix_network(pattern)
         if source.exact_only and net is not None and net.prefixlen != net.max_prefixlen:
             problem = (f"{source.kind}: tables match exact addresses only: this network never "
                        "matches (use a cidr: table)")
@@ -313,7 +314,7 @@ def file_entries(source: Source, text: str) -> tuple[list[Entry], list[str]]:
                 entries.append(Entry(pattern, None, source, negated=negated, line=i + 1,
                                      text=item))
                 continue
-            net, problem = parse_network(pattern, bracketless_ipv6=False)
+            net, problem = parse_postfix_network(pattern, bracketless_ipv6=False)
             entries.append(Entry(pattern, net, source, negated=negated, line=i + 1,
                                  problem=problem, text=item))
     return entries, []
@@ -480,7 +481,7 @@ def build(raw: str, *, main_cf: Path = Path("main.cf"), explicit: bool = True,
                     continue
                 add_source(pattern, origin, 0, negated)
                 continue
-            net, problem = parse_network(pattern, bracketless_ipv6=False)
+            net, problem = parse_postfix_network(pattern, bracketless_ipv6=False)
             model.order.append(Entry(pattern, net, model.main_source, negated=negated,
                                      problem=problem, origin=origin, text=sub))
     return model
@@ -530,7 +531,7 @@ def _compile_cidr(text: str) -> list[tuple[str, bool, Network | None]]:
         if low == "if":
             key, value = value, "if"
         negated = key.startswith("!")
-        net, problem = parse_network(key[1:] if negated else key)
+        net, problem = parse_postfix_network(key[1:] if negated else key)
         if low == "if":
             steps.append(("if", negated, net if _usable(net, problem) else None))
         elif _usable(net, problem) and value.strip():

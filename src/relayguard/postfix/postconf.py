@@ -23,7 +23,7 @@ from pathlib import Path
 from . import programs
 from .programs import PostfixError
 
-#: The audit's name for the error (postconf missing or refusing the configuration).
+#: The config audit's name for the error (postconf missing or refusing the configuration).
 PostconfError = PostfixError
 
 _LINE = re.compile(r"^(\S+) =(?: (.*))?$")
@@ -122,7 +122,7 @@ class Postconf:
                 if ln.split(" =", 1)[0].endswith("/" + name)]
 
 
-# ------------------------------------------------------------------ the audit's model
+# ----------------------------------------------------------- the config audit's model
 
 @dataclass
 class Service:

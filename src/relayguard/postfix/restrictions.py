@@ -7,7 +7,7 @@ when no list rejects it, and a server is an open relay exactly when no list reje
 unauthenticated, untrusted client writing to an outside domain.
 
 We cannot look inside tables (``check_sender_access hash:...``) or ask a policy server, so those
-restrictions are "unknown"; what matters for the audit is whether they come *before* the
+restrictions are "unknown"; what matters for the config audit is whether they come *before* the
 restriction that would refuse relaying, where an ``OK`` from them would open the relay.
 """
 

@@ -37,7 +37,7 @@ from .select import (
     iter_selected,
     origins_from_logs,
     parse_domain,
-    parse_network,
+    parse_ip_or_cidr,
     select,
 )
 from .summary import BUCKET_LABELS, QueueSummary
@@ -195,7 +195,7 @@ def _make_selector(kw: dict[str, Any]) -> Selector:
             recipients=tuple(r.strip() for r in kw.get("recipients") or ()),
             recipient_domains=tuple(parse_domain(d) for d in kw.get("recipient_domains") or ()),
             sasl_users=tuple(u.strip() for u in kw.get("sasl_users") or () if u.strip()),
-            client_ips=tuple(parse_network(i) for i in kw.get("client_ips") or ()),
+            client_ips=tuple(parse_ip_or_cidr(i) for i in kw.get("client_ips") or ()),
             older_than=_duration("--older-than", kw.get("older_than")),
             newer_than=_duration("--newer-than", kw.get("newer_than")),
             queues=tuple(kw.get("queues") or ()),

@@ -56,7 +56,10 @@ def parse_domain(text: str) -> str:
     return d
 
 
-def parse_network(text: str) -> IPNetwork:
+def parse_ip_or_cidr(text: str) -> IPNetwork:
+    """A selector's address or network, as people type it (`46.48.0.0/16`, `::1`; host bits
+    are dropped). Postfix's own notation, with its [brackets] and what it would skip, is
+    :func:`relayguard.postfix.mynetworks.parse_postfix_network`'s."""
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
@@ -353,5 +356,5 @@ def _counting(it: Iterable[QueuedMessage], sel: Selection) -> Iterator[QueuedMes
 
 
 __all__ = ["QUEUE_NAMES", "LogOrigin", "QueueError", "Selection", "Selector", "domain_matches",
-           "iter_selected", "origins_from_logs", "parse_domain", "parse_network",
+           "iter_selected", "origins_from_logs", "parse_domain", "parse_ip_or_cidr",
            "resolve_origins", "select", "user_matches"]

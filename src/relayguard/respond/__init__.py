@@ -3,15 +3,15 @@
 Every action is written to the audit trail (`relayguard history`)."""
 
 from .auto import AutoResponder, Done, hold_user_mail
-from .bans import (
+from .backends import (
     BanBackend,
-    Banner,
     CommandBackend,
     NftablesBackend,
     PostfixAccessBackend,
     StateBackend,
     make_backend,
 )
+from .bans import Banner
 from .common import CommandResult, Refused, RespondError
 from .hooks import run_hooks
 from .locks import Locker, SaslAccessMap

@@ -24,18 +24,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config import RESPOND_MODES
-from ..detect.finding import SEVERITIES
+from ..detect.finding import SEVERITIES, SEVERITY_RANK
+from ..sanitize import one_line
 from ..state.shared import Ban, Lock
 from ..state.store import StateError, Store
-from .bans import Banner, _section, postfix_config_dir
-from .common import Refused, RespondError, duration, log, one_line
+from .bans import Banner
+from .common import Refused, RespondError, config_section, duration, log, postfix_config_dir
 from .locks import Locker
 
 MODES = RESPOND_MODES
 RESPONDING_KINDS = ("auth_bruteforce", "compromised_account", "trusted_host_relay", "direct_smtp")
 DEFAULT_MODES = {"auth_bruteforce": "respond", "compromised_account": "alert",
                  "trusted_host_relay": "alert", "direct_smtp": "alert"}
-SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # low 0 … critical 3
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _severity(finding: Any) -> str:
 
 def check_modes(cfg: dict[str, Any] | None) -> dict[str, str]:
     """The mode of each responding kind; RespondError for a bad value."""
-    rs = _section(cfg, "respond")
+    rs = config_section(cfg, "respond")
     modes = {}
     for kind in RESPONDING_KINDS:
         mode = str(rs.get(kind, DEFAULT_MODES[kind]))
@@ -93,12 +93,12 @@ class AutoResponder:
         self.store = store if store is not None else banner.store
         self.config_dir = postfix_config_dir(cfg, config_dir)
         self.modes = check_modes(cfg)
-        rs = _section(cfg, "respond")
+        rs = config_section(cfg, "respond")
         self.min_severity = str(rs.get("min_severity", "high"))
         if self.min_severity not in SEVERITY_RANK:
             raise RespondError(f"[respond] min_severity: one of {', '.join(SEVERITIES)}")
         self.hold_mail = bool(rs.get("hold_mail", True))
-        bf = _section(cfg, "bruteforce")
+        bf = config_section(cfg, "bruteforce")
         self.ban_for = duration(bf.get("ban_for", "20m"), "[bruteforce] ban_for") or None
         host_ban = rs.get("host_ban_for", "0")
         self.host_ban_for = duration(host_ban, "[respond] host_ban_for") or None
@@ -119,7 +119,7 @@ class AutoResponder:
         self.banner.close()  # the locker shares its state and store
 
     def expire(self, now: float | None = None) -> tuple[list[Ban], list[Lock]]:
-        """Lift expired bans and locks (backends, maps, audit, postponed reloads); call every
+        """Lift expired bans and locks (backends, maps, audit trail, postponed reloads); call every
         few seconds. Never raises for a backend failure: see `warnings`."""
         self.warnings = []
         bans = self.banner.expire(now)

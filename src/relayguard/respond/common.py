@@ -1,5 +1,6 @@
-"""What bans, locks and hooks share: errors, durations, and argv templates run without a shell
-(map files and `postfix reload` are :mod:`relayguard.postfix.maps`'s).
+"""What bans, locks and hooks share: errors, durations, configuration sections, and argv
+templates run without a shell (map files and `postfix reload` are
+:mod:`relayguard.postfix.maps`'s).
 
 Safety: a value that came from a log (a login, an address, a reason) only ever becomes one
 element of an argv list or one sanitised line of a map; nothing reaches a shell.
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..config import duration as config_duration
 from ..postfix.programs import find_program
+from ..sanitize import one_line
 
 log = logging.getLogger("relayguard.respond")
 
@@ -45,11 +47,15 @@ def duration(value: Any, what: str) -> float:
         raise RespondError(f"{what}: {exc}") from None
 
 
-def one_line(text: str, limit: int = 200) -> str:
-    """A single printable line: for map comments and audit details (log data can hold anything)."""
-    flat = "".join(c if c.isprintable() else " " for c in str(text))
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def config_section(cfg: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """The `[name]` table of the configuration (a copy; empty when absent)."""
+    return dict((cfg or {}).get(name) or {})
+
+
+def postfix_config_dir(cfg: Mapping[str, Any] | None, override: str | None = None) -> str | None:
+    """The Postfix instance (`postfix -c DIR`): --config-dir, else [respond] postfix_config_dir."""
+    value = override or config_section(cfg, "respond").get("postfix_config_dir") or None
+    return str(value) if value else None
 
 
 def in_instance(path: str, default: str, config_dir: str | None) -> str:

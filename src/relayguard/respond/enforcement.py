@@ -30,8 +30,8 @@ from ..postfix.instance import Postfix
 from ..postfix.postconf import parse_assignments
 from ..postfix.programs import PostfixError
 from ..postfix.restrictions import name_of, split
-from .bans import _section, access_map_path, postfix_config_dir
-from .common import SYSTEM_POSTFIX_DIR, find_program, run_argv
+from .backends.postfix_access import access_map_path
+from .common import SYSTEM_POSTFIX_DIR, config_section, find_program, postfix_config_dir, run_argv
 from .locks import MAP_TYPES, map_spec
 
 RECIPIENT = "smtpd_recipient_restrictions"
@@ -78,8 +78,8 @@ class Wanted:
 
 def wanted(cfg: dict[str, Any] | None, config_dir: str | None = None) -> Wanted:
     d = instance_dir(cfg, config_dir)
-    bf = _section(cfg, "bruteforce")
-    pol = _section(cfg, "policy")
+    bf = config_section(cfg, "bruteforce")
+    pol = config_section(cfg, "policy")
     backend = str(bf.get("ban_backend") or "state")
     listen = pol.get("listen", ["127.0.0.1:10031"])
     first = listen if isinstance(listen, str) else (listen[0] if listen else None)
@@ -527,7 +527,7 @@ def verify_policy_sees(rep: Report, cfg: dict[str, Any] | None, bans: list[Any],
         return
     w = wanted(cfg, rep.config_dir)
     try:
-        refresh = duration(_section(cfg, "policy").get("refresh_interval", "2s"))
+        refresh = duration(config_section(cfg, "policy").get("refresh_interval", "2s"))
     except ValueError:
         refresh = 2.0
     old_enough = now - refresh - 1.0

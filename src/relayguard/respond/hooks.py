@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..sanitize import one_line
 from ..state.store import StateError, Store
-from .common import CommandResult, RespondError, check_template, expand, log, one_line, run_argv
+from .common import CommandResult, RespondError, check_template, expand, log, run_argv
 
 PLACEHOLDERS = ("user", "local", "domain", "reason", "event")
 

@@ -30,10 +30,19 @@ from ..config import MAP_TYPES
 from ..postfix.maps import Reloader, atomic_write, build_aside, read_bytes
 from ..postfix.postconf import value as postconf_value
 from ..postfix.programs import PostfixError
-from ..state.shared import Lock, SharedState, SqliteShared
+from ..sanitize import one_line
+from ..state.shared import Lock, SharedState
 from ..state.store import StateError, Store
-from .bans import StateHolder, _argv_if_cli, _section, postfix_config_dir
-from .common import CommandResult, RespondError, duration, in_instance, log, one_line
+from .common import (
+    CommandResult,
+    RespondError,
+    config_section,
+    duration,
+    in_instance,
+    log,
+    postfix_config_dir,
+)
+from .holder import StateHolder, argv_if_cli
 from .hooks import check_hooks, run_hooks
 
 DEFAULT_MAP = "hash:/etc/postfix/relayguard_sasl_access"
@@ -66,7 +75,7 @@ def map_key_problem(user: str) -> str | None:
 def map_spec(cfg: dict[str, Any] | None, config_dir: str | None) -> str:
     """`[respond] sasl_access_map` (TYPE:PATH; "" for no map), the default one in the
     instance's directory (see in_instance)."""
-    spec = str(_section(cfg, "respond").get("sasl_access_map", DEFAULT_MAP) or "")
+    spec = str(config_section(cfg, "respond").get("sasl_access_map", DEFAULT_MAP) or "")
     kind, sep, path = spec.partition(":")
     default_path = DEFAULT_MAP.partition(":")[2]
     if sep and path == default_path:
@@ -153,7 +162,7 @@ class SaslAccessMap:
 
 
 class Locker(StateHolder):
-    """Lock and unlock SASL logins: shared state + check_sasl_access map + hooks + audit.
+    """Lock and unlock SASL logins: shared state + check_sasl_access map + hooks + audit trail.
 
     Notes for people from the last call are in `self.warnings`; the hooks' results in
     `self.hook_results`.
@@ -161,25 +170,21 @@ class Locker(StateHolder):
 
     def __init__(self, shared: SharedState, cfg: dict[str, Any] | None = None, *,
                  store: Store | None = None, config_dir: str | None = None) -> None:
-        self.shared = shared
-        self.cfg = cfg or {}
-        rs = _section(cfg, "respond")
+        super().__init__(shared, cfg, store)
+        rs = config_section(cfg, "respond")
         self.config_dir = postfix_config_dir(cfg, config_dir)
         spec = map_spec(cfg, self.config_dir)
         self.map: SaslAccessMap | None = None
         if spec:
+            bf = config_section(cfg, "bruteforce")
             self.map = SaslAccessMap(spec, self.config_dir,
-                                     duration(_section(cfg, "bruteforce").get("reload_interval",
-                                                                              "30s"),
+                                     duration(bf.get("reload_interval", "30s"),
                                               "[bruteforce] reload_interval"),
                                      str(rs.get("lock_text") or DEFAULT_TEXT))
         self.hooks = check_hooks(rs.get("hooks", []))
         self.unlock_hooks = check_hooks(rs.get("unlock_hooks", []), "[respond] unlock_hooks")
         self.hook_timeout = duration(rs.get("hook_timeout", "30s"), "[respond] hook_timeout") or 30.0
         self.qualify = bool(rs.get("qualify_logins", True))
-        self.store = store if store is not None else (
-            shared.store if isinstance(shared, SqliteShared) else None)
-        self.warnings: list[str] = []
         self.hook_results: list[CommandResult] = []
         self._realm: str | None = None
 
@@ -313,6 +318,6 @@ class Locker(StateHolder):
                                                 "expires": lk.to_dict()["expires"],
                                                 "map": self.map.spec if self.map else None},
                               status=status, detail=one_line(detail, 500) if detail else None,
-                              command=_argv_if_cli(source))
+                              command=argv_if_cli(source))
         except StateError as exc:
             self.warnings.append(str(exc))

@@ -15,7 +15,7 @@ from ..postfix.mynetworks import (
     item_spans,
     key_value,
     logical_lines,
-    parse_network,
+    parse_postfix_network,
     split_list,
     table_entries,
 )
@@ -29,7 +29,7 @@ class TrustedError(PostfixError):
 def parse_target(text: str) -> Network:
     """The CIDR a person typed (``127.0.3.7``, ``10.0.0.0/8``, ``[::1]/128``, ``2001:db8::/32``)."""
     t = text.strip()
-    net, problem = parse_network(t)
+    net, problem = parse_postfix_network(t)
     if net is None:
         raise TrustedError(f"{text!r} is not an address or a network (e.g. 192.168.1.50 or "
                            "192.168.1.0/24)")
@@ -50,7 +50,8 @@ def _literal_match(raw: str, net: Network, negated: bool) -> bool:
     body = raw[1:] if neg else raw
     if "$" in raw or body.startswith("/"):
         return False
-    n, _ = parse_network(body)  # an unbracketed IPv6 network is an address here, not a table
+    # An unbracketed IPv6 network is an address here, not a table.
+    n, _ = parse_postfix_network(body)
     return n == net and neg == negated
 
 
@@ -106,7 +107,7 @@ def remove_lines(text: str, source: Source, net: Network, negated: bool = False
             keep = []
             for item in items:
                 neg = item.startswith("!")
-                n, _ = parse_network(item[1:] if neg else item)
+                n, _ = parse_postfix_network(item[1:] if neg else item)
                 if n == net and neg == negated:
                     removed.append(item)
                 else:
