@@ -38,7 +38,7 @@ HOT = [
     "src/relayguard/parse/syslog.py",
     "src/relayguard/correlate/messages.py",
     "src/relayguard/aggregate.py",
-    "src/relayguard/pipeline.py",
+    "src/relayguard/pipeline/run.py",
     "src/relayguard/sources/files.py",
     "src/relayguard/timefmt.py",
 ]

@@ -47,3 +47,15 @@ def test_version_checks_every_compiled_module() -> None:
     names = [m.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
              for m in hot_modules()]
     assert sorted(HOT_MODULES) == sorted(names)
+
+
+def test_compiled_modules_type_check_without_third_party_packages() -> None:
+    """setup.py's build environment holds mypy and nothing else: what the compiled modules import
+    (their packages' __init__ included) must type-check there, or the install quietly falls back
+    to pure Python (a TYPE_CHECKING import in relayguard/__init__.py once did that)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "mypy", "--no-site-packages", "--no-incremental",
+                        *hot_modules()], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr

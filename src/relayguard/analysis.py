@@ -1,5 +1,5 @@
-"""The batch pipeline: sources → parse → correlate → aggregate → detect. `relayguard analyze`
-is a thin layer over `analyze()`; `watch` runs the same stages on a sliding window."""
+"""`relayguard analyze`: the pipeline (sources → parse → correlate → aggregate → detect, see
+`pipeline.Pipeline`) over whole logs; `watch` runs the same pipeline on a sliding window."""
 
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from .aggregate import EVENT_KINDS, Aggregates, top
+from .aggregate import Aggregates, top
 from .detect import Finding
-from .detect import run as run_detectors
-from .detect.auth_bruteforce import targeted_users
-from .enrich.geo import GeoDB
 from .inputs import InputSummary
-from .pipeline import run
-from .postfix.mynetworks import resolve_trusted
+from .pipeline.core import Pipeline
 from .sources import files
 from .timefmt import iso
 
@@ -80,21 +76,16 @@ def analyze(paths: list[str] | None = None, cfg: dict[str, Any] | None = None,
             on_bytes: Callable[[int], None] | None = None,
             config_dir: str | None = None) -> Analysis:
     """Read the logs and return the findings. Raises sources.InputError on unreadable input,
-    PostfixError when the Postfix instance `config_dir` names cannot be read; when nothing in
-    the input was understood, `.input.require()` says so (the findings are empty)."""
+    enrich.geo.GeoError when a configured [geo] database is unusable, PostfixError when the
+    Postfix instance `config_dir` names cannot be read; when nothing in the input was
+    understood, `.input.require()` says so (the findings are empty)."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs(config_dir)
-    networks = resolve_trusted(cfg, trusted, config_dir)
-    agg = Aggregates(networks.contains)
-    agg.geo = GeoDB.open(cfg)  # None without databases; GeoError when a configured one is bad
-    seen = run(paths, year, agg.event, agg.message, since, until, on_bytes,
-               kinds=EVENT_KINDS, lean=True)
-    agg.start, agg.end = seen.start, seen.end
-    agg.queue_depth(seen.correlator.peak_open, seen.correlator.peak_open_ts)
-    findings = run_detectors(agg, cfg)
+    pipe = Pipeline(cfg, trusted, config_dir)
+    seen = pipe.read(paths, year, since, until, on_bytes)
     return Analysis(
-        findings=findings, aggregates=agg,
+        findings=pipe.detect(), aggregates=pipe.aggregates,
         lines=seen.lines, unparsed=seen.unparsed,
-        sources=list(paths), trusted=networks.networks,
-        targeted_users=targeted_users(agg, cfg), input=seen.summary(),
+        sources=list(paths), trusted=list(pipe.trusted),
+        targeted_users=pipe.targeted_users(), input=seen.summary(),
     )

@@ -20,7 +20,7 @@ HOT_MODULES = (
     "relayguard.parse.replies",
     "relayguard.correlate.messages",
     "relayguard.aggregate",
-    "relayguard.pipeline",
+    "relayguard.pipeline.run",
     "relayguard.sources.files",
     "relayguard.timefmt",
 )

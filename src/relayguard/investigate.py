@@ -17,12 +17,9 @@ from . import config as config_mod
 from .aggregate import Aggregates, SenderStats, network_of, top
 from .correlate import Message
 from .detect import Finding
-from .detect import run as run_detectors
-from .enrich.geo import GeoDB
 from .inputs import InputSummary
 from .parse.event import AUTH_FAILURE, CLIENT, FIREWALL, REJECT, Event
-from .pipeline import run
-from .postfix.mynetworks import resolve_trusted
+from .pipeline.core import Pipeline
 from .sources import files
 from .timefmt import iso
 
@@ -111,8 +108,8 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     `.input.require()` tells whether the logs held anything to look in."""
     cfg = cfg if cfg is not None else config_mod.load()
     paths = paths or files.default_logs(config_dir)
-    agg = Aggregates(resolve_trusted(cfg, trusted, config_dir).contains)
-    agg.geo = GeoDB.open(cfg)
+    pipe = Pipeline(cfg, trusted, config_dir)
+    agg = pipe.aggregates
     inv = Investigation(kind, subject)
     if kind == "user":
         def mine(ev: Event) -> bool:
@@ -128,10 +125,9 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
         if len(inv.recent) > RECENT:
             del inv.recent[0]
 
-    seen = run(paths, year, on_event, on_message, lean=True,
-               admit=lambda ev: ev.event == CLIENT and mine(ev))
+    seen = pipe.read(paths, year, on_event=on_event, on_message=on_message,
+                     admit=lambda ev: ev.event == CLIENT and mine(ev))
     inv.lines, inv.start, inv.end, inv.input = seen.lines, seen.start, seen.end, seen.summary()
-    agg.start, agg.end = seen.start, seen.end
     if kind == "user":
         for login, s in agg.users.items():
             if user_matches(login, subject):
@@ -139,7 +135,7 @@ def investigate(kind: str, subject: str, paths: list[str] | None = None,
     else:
         for s in [*agg.users.values(), *agg.clients.values()]:
             inv.sent.merge(s)
-    inv.findings = [f for f in run_detectors(agg, cfg) if _about(f, kind, subject)]
+    inv.findings = [f for f in pipe.detect() if _about(f, kind, subject)]
     if agg.geo is not None:
         # "Where did the logins come from": the seeds' whois step, from local databases.
         addresses = list(inv.logins) if kind == "user" else [subject]

@@ -235,7 +235,8 @@ class GeoDB:
     def spread(self, ips: Iterable[str]) -> GeoSpread:
         """Count distinct addresses per country and per network (for "from 9 countries")."""
         out = GeoSpread()
-        for ip in set(ips):
+        # In the order given, not a set's: ties in the counts then rank the same in every run.
+        for ip in dict.fromkeys(ips):
             g = self.lookup(ip)
             if not g:
                 out.unknown += 1

@@ -299,7 +299,8 @@ class Store:
                 since: float | None = None) -> list[dict[str, Any]]:
         """Newest first."""
         sql = "SELECT * FROM audit"
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if action:
             where.append("action = ?")
             args.append(action)

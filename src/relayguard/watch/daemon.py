@@ -24,17 +24,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..aggregate import EVENT_KINDS, Aggregates
 from ..alert import Alert, Deduper, Dispatcher, Metrics
 from ..alert import from_config as dispatcher_from_config
-from ..correlate import Correlator, Message
+from ..correlate import Message
 from ..detect import Finding
 from ..detect import queue_surge as queue_surge_detector
-from ..detect import run as run_detectors
+from ..enrich.geo import GeoError
 from ..parse import Event, LineParser
 from ..parse.event import AUTH_FAILURE, CLIENT, DELIVERY, EXPIRED, PICKUP, REJECT
-from ..pipeline import QUEUE_IDLE
-from ..postfix.mynetworks import resolve_trusted
+from ..pipeline.core import Pipeline
 from ..state import StateError, Store, resolve_path
 from .checkpoints import Checkpoints
 from .follow import FileFollower
@@ -42,7 +40,7 @@ from .journald import JournalFollower
 from .queuepoll import Hysteresis, QueuePoller, QueueSample, sample_queue
 from .responder import Responder
 from .settings import WatchSettings
-from .windows import BruteForce, Windows
+from .windows import BruteForce
 
 log = logging.getLogger("relayguard.watch")
 
@@ -90,10 +88,16 @@ class Watcher:
         self.ready = threading.Event()  # set once sources, state and /metrics are up
         self.metrics_address: tuple[str, int] | None = None
         self.dedupe = Deduper(s.cooldown)
-        self.windows = Windows(resolve_trusted(cfg, None, s.postfix_config_dir).contains,
-                               s.window)
+        try:
+            # The same assembly as `analyze` (geo; trusted networks of the instance watched).
+            self.pipeline = Pipeline(cfg, config_dir=s.postfix_config_dir)
+        except GeoError as exc:
+            raise WatchError(str(exc)) from None
+        self.windows = self.pipeline.slide(s.window)
+        # The batch loop's per-line step: the same time filter, correlation and sweeps.
+        self.feed = self.pipeline.feed(self._event, self._completed)
+        self.correlator = self.feed.correlator
         self.bruteforce = BruteForce(s.bf_max_failures, s.bf_window)
-        self.correlator = Correlator(max_idle=QUEUE_IDLE)
         self.queue_state = Hysteresis(s.queue_threshold, s.queue_recover)
         self.sources: list[Any] = []
         self.parsers: dict[str, LineParser] = {}
@@ -207,7 +211,7 @@ class Watcher:
                     break
                 if self.stats.lines == before:
                     time.sleep(0.02)  # journalctl is still reading the journal
-            self.detect()
+            self.detect(final=True)
             if s.queue_poll > 0 and s.queue_threshold > 0:
                 from ..queue import PostfixTools
 
@@ -260,29 +264,25 @@ class Watcher:
     def _process(self, src: Any, lines: list[str]) -> None:
         log.debug("%s: %d lines", src.name, len(lines))
         parse = self.parsers[src.name].parse
-        stale_before = time.time() - self.settings.ignore_older if self.settings.ignore_older else None
+        feed = self.feed
+        ignore = self.settings.ignore_older
+        feed.since = time.time() - ignore if ignore else float("-inf")
         self.metrics.lines.labels(src.name).inc(len(lines))
         self.stats.lines += len(lines)
         unparsed_before = self.parsers[src.name].unparsed
-        newest = 0.0
-        old = 0
+        outside, events = feed.outside, self.stats.events
+        step = feed.line
         for line in lines:
-            ev = parse(line)
-            if ev is None:
-                continue
-            if stale_before is not None and ev.ts < stale_before:
-                old += 1
-                continue
-            newest = max(newest, ev.ts)
-            self._event(ev)
+            step(parse, line)
+        old = feed.outside - outside
         if old:
             self.stats.stale += old
             self.metrics.old.inc(old)
         unparsed = self.parsers[src.name].unparsed - unparsed_before
         if unparsed:
             self.metrics.unparsed.inc(unparsed)
-        if newest:
-            self.metrics.last_line.set(newest)
+        if self.stats.events > events and feed.end is not None:
+            self.metrics.last_line.set(feed.end)
         self._dirty = True
 
     def _event(self, ev: Event) -> None:
@@ -303,12 +303,7 @@ class Watcher:
             m.message_status("rejected")
         elif kind == EXPIRED:
             m.message_status("expired")
-        if kind in EVENT_KINDS:
-            self.windows.event(ev)
-        if ev.queue_id is not None:
-            msg = self.correlator.feed(ev)
-            if msg is not None:
-                self._completed(msg)
+        self.pipeline.event(ev)  # then the feed correlates it
 
     def _completed(self, msg: Message) -> None:
         key = (msg.host, msg.instance, msg.queue_id)
@@ -318,13 +313,17 @@ class Watcher:
         self.stats.messages += 1
         self.windows.message(msg)
 
-    def _release_settled(self) -> None:
-        """Count messages still queued SETTLE seconds after their first line (see SETTLE)."""
+    def _release_settled(self, final: bool = False) -> None:
+        """Count messages still queued SETTLE seconds after their first line (see SETTLE);
+        `final`: all of them, as `analyze` counts those open at the end of its input."""
         end = self.windows.end
         if end is None:
             return
-        cutoff = end - SETTLE
-        for key, msg in self.correlator.open.items():
+        cutoff = float("inf") if final else end - SETTLE
+        for msg in self.correlator.open.values():
+            # Keyed as `_completed` looks them up (the correlator's own key is the queue ID
+            # alone): a message released here and later swept or removed is counted once.
+            key = (msg.host, msg.instance, msg.queue_id)
             if msg.first_seen <= cutoff and key not in self._released:
                 self._released.add(key)
                 self.stats.messages += 1
@@ -332,7 +331,7 @@ class Watcher:
         for msg in self.correlator.sweep(end):
             self._completed(msg)
         if len(self._released) > len(self.correlator.open):
-            self._released &= set(self.correlator.open)
+            self._released &= {(m.host, m.instance, m.queue_id) for m in self.correlator.open.values()}
 
     # ------------------------------------------------------------------ brute force
     def _auth_failure(self, ev: Event) -> None:
@@ -380,12 +379,13 @@ class Watcher:
                 reason="notice"), always=True)
 
     # ------------------------------------------------------------------ detection
-    def detect(self) -> list[Finding]:
-        """Run the detectors of `analyze` on the window; alert what is new or worse."""
+    def detect(self, final: bool = False) -> list[Finding]:
+        """Run the detectors of `analyze` on the window; alert what is new or worse.
+        `final` (--once): the input ends here, count every message still open."""
         t0 = time.perf_counter()
-        self._release_settled()
-        agg = self.windows.current()
-        findings = run_detectors(agg, self.cfg)
+        self._release_settled(final)
+        self.pipeline.queue_depth(self.correlator)
+        findings = self.pipeline.detect()
         self.stats.detections += 1
         self.stats.findings = findings
         active: dict[str, int] = {}
@@ -446,18 +446,8 @@ class Watcher:
                 reason="notice"))
 
     def _surge_finding(self, sample: QueueSample) -> Finding:
-        """The queue_surge detector of `analyze`, fed with the polled size."""
-        agg = Aggregates()
-        agg.queue_depth(sample.total, sample.ts)
-        cfg = dict(self.cfg)
-        det = dict(cfg.get("detect") or {})
-        det["queue_surge"] = {**(det.get("queue_surge") or {}),
-                              "threshold": self.settings.queue_threshold}
-        cfg["detect"] = det
-        found = queue_surge_detector.detect(agg, cfg)
-        f = found[0] if found else Finding(
-            "queue_surge", "queue", 45, f"{sample.total} messages in the queue.",
-            sample.ts, sample.ts)
+        """The queue_surge finding of `analyze`, for the size `postqueue` reported."""
+        f = queue_surge_detector.surge(sample.total, sample.ts, self.settings.queue_threshold)
         f.evidence["queues"] = dict(sample.queues)
         return f
 

@@ -1,69 +1,9 @@
-"""Streaming state: the sliding window the detectors of `analyze` run on, and the fail2ban-like
-brute-force counter that cannot wait for them.
-
-`Aggregates` only ever adds (no subtraction), so the window is a set of staggered aggregates:
-a new one starts at every step boundary (of log time) and every event goes to all of them; the
-oldest, which started between `window` and `window` + one step ago, is the one the detectors
-read. Dropping it when its successor is old enough slides the window by one step. The step is
-10 minutes (the detectors' burst bucket), or a sixth of the window for windows over an hour:
-each event goes to 7 aggregates at most. Same code as `analyze`, at that cost.
-"""
+"""The fail2ban-like brute-force counter of `watch`, which cannot wait for the detectors (the
+sliding window they run on is pipeline.windows)."""
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from collections.abc import Callable
-
-from ..aggregate import BUCKET, Aggregates
-from ..correlate import Message
-from ..parse import Event
-
-MAX_STEPS = 6
-
-
-class Windows:
-    def __init__(self, trusted: Callable[[str], bool] | None, window: float,
-                 bucket: int = BUCKET) -> None:
-        self.trusted = trusted  # TrustedNetworks.contains
-        # A whole number of detector buckets, so that burst buckets are never cut in two.
-        self.bucket = bucket * max(1, math.ceil(window / bucket / MAX_STEPS))
-        self.count = max(1, math.ceil(window / self.bucket))
-        # (step index, aggregates, log time of its first event: where its period starts)
-        self._aggs: deque[tuple[int, Aggregates, float]] = deque()
-        self.end: float | None = None  # newest log time seen
-
-    def _advance(self, ts: float) -> None:
-        if self.end is None or ts > self.end:
-            self.end = ts
-        b = int(ts // self.bucket)
-        if not self._aggs or b > self._aggs[-1][0]:
-            self._aggs.append((b, Aggregates(self.trusted), ts))
-            while self._aggs and self._aggs[0][0] < b - self.count:
-                self._aggs.popleft()
-
-    def event(self, ev: Event) -> None:
-        self._advance(ev.ts)
-        for _, agg, _ in self._aggs:
-            agg.event(ev)
-
-    def message(self, m: Message) -> None:
-        self._advance(m.first_seen)
-        oldest = self._aggs[0][1]
-        for _, agg, first in self._aggs:
-            # A message that began before an aggregate's start belongs to the older ones only
-            # (it may complete much later: deferred mail).
-            if m.first_seen >= first or agg is oldest:
-                agg.message(m)
-
-    def current(self) -> Aggregates:
-        """The aggregates of the last `window` (to 10 minutes more) of log time."""
-        if not self._aggs:
-            return Aggregates(self.trusted)
-        _, agg, first = self._aggs[0]
-        agg.start = first
-        agg.end = self.end
-        return agg
 
 
 class BruteForce:
