@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 
 from . import config as config_mod
+from . import timefmt
 from .analysis import analyze as run_analysis
 from .enrich.geo import GeoError
 from .pipeline import run
@@ -53,7 +54,13 @@ def parse_when(text: str | None) -> float | None:
         dt = datetime.fromisoformat(text)
     except ValueError:
         fail(f"bad time {text!r}: use ISO 8601 (2026-06-21T08:00) or a duration ago (2h, 1d)")
-    return dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
+    try:
+        ts = dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
+    except (OverflowError, ValueError):
+        ts = float("nan")  # not in range, below
+    if not timefmt.in_range(ts):  # no log line carries it (and it could not be shown)
+        fail(f"bad time {text!r}: give a time between 1970 and 9998")
+    return ts
 
 
 def parse_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
@@ -135,7 +142,7 @@ def _progress(paths: list[str]) -> tuple[Any, Callable[[int], None] | None]:
 FILES = click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                       help="TOML configuration (default: /etc/relayguard/relayguard.toml when present).")
-YEAR = click.option("--year", type=int,
+YEAR = click.option("--year", type=click.IntRange(1970, 9998),  # timefmt.in_range
                     help="Year of classic syslog stamps (default: inferred from the file's mtime).")
 
 
