@@ -118,6 +118,8 @@ def test_classic_stamps_in_a_file_from_year_10000(tmp_path: Path) -> None:
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr == ("relayguard: error: bad time '0001-01-01T00:00:00+14:00': give a time "
                         "between 1970 and 9998\n")
+    p = rg("analyze", "--until", "10000000000d", str(log))  # before 1970
+    assert p.stderr == "relayguard: error: bad time '10000000000d': give a time between 1970 and 9998\n"
 
 
 def peak_rss_mb(args: list[str], stdin: Path | None = None) -> tuple[int, str, float]:

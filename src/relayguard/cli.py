@@ -47,17 +47,16 @@ def parse_when(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return time.time() - parse_duration(text)
+        ts = time.time() - parse_duration(text)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"bad time {text!r}: use ISO 8601 (2026-06-21T08:00) or a duration ago (2h, 1d)")
-    try:
-        ts = dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
-    except (OverflowError, ValueError):
-        ts = float("nan")  # not in range, below
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            fail(f"bad time {text!r}: use ISO 8601 (2026-06-21T08:00) or a duration ago (2h, 1d)")
+        try:
+            ts = dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
+        except (OverflowError, ValueError):
+            ts = float("nan")  # not in range, below
     if not timefmt.in_range(ts):  # no log line carries it (and it could not be shown)
         fail(f"bad time {text!r}: give a time between 1970 and 9998")
     return ts
