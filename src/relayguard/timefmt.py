@@ -15,10 +15,22 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, tzinfo
-from typing import overload
+from typing import Final, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT = "UTC"
+
+# The instants a log line may carry: 1970-01-01T00:00:00Z ≤ ts < 9999-01-01T00:00:00Z. Parsers
+# reject stamps outside (the line is unparsed), so `iso` and `text` never meet a time that
+# `datetime` cannot show: any zone's offset, and the few hours a report adds to a log time,
+# stay inside its years 1..9999.
+EARLIEST: Final = 0.0
+LATEST: Final = 253370764800.0
+
+
+def in_range(ts: float) -> bool:
+    """Is `ts` a time a log line may carry (see EARLIEST, LATEST)? False for NaN too."""
+    return EARLIEST <= ts < LATEST
 
 _name = DEFAULT
 _zone: tzinfo | None = UTC  # None: the machine's local zone, DST rules included

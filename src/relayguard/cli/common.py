@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .. import config as config_mod
+from .. import timefmt
 from ..state import StateError, Store, audit_trail, resolve_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -86,14 +87,19 @@ def parse_when(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return time.time() - parse_duration(text)
+        ts = time.time() - parse_duration(text)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"bad time {text!r}: use ISO 8601 (2026-06-21T08:00) or a duration ago (2h, 1d)")
-    return dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            fail(f"bad time {text!r}: use ISO 8601 (2026-06-21T08:00) or a duration ago (2h, 1d)")
+        try:
+            ts = dt.timestamp() if dt.tzinfo else time.mktime(dt.timetuple())
+        except (OverflowError, ValueError):
+            ts = float("nan")  # not in range, below
+    if not timefmt.in_range(ts):  # no log line carries it (and it could not be shown)
+        fail(f"bad time {text!r}: give a time between 1970 and 9998")
+    return ts
 
 
 def parse_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
@@ -174,5 +180,5 @@ def output(path: str | None):  # type: ignore[no-untyped-def]
 FILES = click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                       help="TOML configuration (default: /etc/relayguard/relayguard.toml when present).")
-YEAR = click.option("--year", type=int,
+YEAR = click.option("--year", type=click.IntRange(1970, 9998),  # timefmt.in_range
                     help="Year of classic syslog stamps (default: inferred from the file's mtime).")

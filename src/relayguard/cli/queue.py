@@ -120,7 +120,7 @@ def _selector_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--log", "logs", multiple=True, type=click.Path(dir_okay=False),
                      help="Mail log to resolve --sasl-user/--client-ip through (repeatable; "
                           "plain or compressed). Without it the queue files are read."),
-        click.option("--year", type=int, help="Year of classic syslog stamps in --log files."),
+        click.option("--year", type=click.IntRange(1970, 9998), help="Year of classic syslog stamps in --log files."),
     ]
     for o in reversed(opts):
         f = o(f)

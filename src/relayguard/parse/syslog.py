@@ -3,6 +3,8 @@
 The header tells when, where and who; `parse.postfix` reads what Postfix said. Classic stamps
 carry no year, so `Clock` infers it: from `--year`, else from the file's modification time,
 and it moves to the next year when the month wraps from December to January inside one file.
+A stamp outside the times a log may carry (timefmt.in_range: year 0001 with +14:00, 9999 with
+-14:00, a journald stamp of 1e23 µs) leaves its line without a header: unparsed, never fatal.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import re
 import time
 from datetime import datetime
+
+from ..timefmt import in_range
 
 MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -37,7 +41,9 @@ class Clock:
         # `reference` is when the source was last written (file mtime): its last lines are from
         # that year, earlier months later in the calendar than it belong to the year before.
         self.fixed_year = year
-        ref = time.localtime(reference if reference is not None else time.time())
+        if reference is None or not in_range(reference):  # an mtime in year 10000: now
+            reference = time.time()
+        ref = time.localtime(reference)
         self.ref_year = ref.tm_year
         self.ref_month = ref.tm_mon
         self.year: int | None = year
@@ -87,6 +93,8 @@ class Clock:
                 ts = time.mktime((self.year, month, int(day), h, m, s, 0, 0, -1))
             except (ValueError, OverflowError):
                 return None
+            if not in_range(ts):  # --year 10000, or a year inferred past 9998
+                return None
             if len(self._cache) > 100_000:
                 self._cache.clear()
                 self.seen.clear()
@@ -97,11 +105,13 @@ class Clock:
     def rfc3339(stamp: str) -> float | None:
         try:
             dt = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
+            if dt.tzinfo is None:
+                ts = time.mktime(dt.timetuple()) + dt.microsecond / 1e6
+            else:
+                ts = dt.timestamp()
+        except (ValueError, OverflowError):
             return None
-        if dt.tzinfo is None:
-            return time.mktime(dt.timetuple()) + dt.microsecond / 1e6
-        return dt.timestamp()
+        return ts if in_range(ts) else None
 
 
 _TIME_SHAPE = re.compile(r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\Z")
@@ -184,8 +194,10 @@ def _journald(line: str) -> Header | None:
         if isinstance(message, list):  # journald encodes non-UTF-8 messages as byte arrays
             message = bytes(message).decode("utf-8")
         ts = int(rec.get("__REALTIME_TIMESTAMP") or rec["_SOURCE_REALTIME_TIMESTAMP"]) / 1e6
+        if not in_range(ts):
+            return None
         name = rec.get("SYSLOG_IDENTIFIER") or rec.get("_COMM") or "unknown"
         pid = rec.get("SYSLOG_PID") or rec.get("_PID")
         return Header(ts, rec.get("_HOSTNAME", ""), name, int(pid) if pid else None, message)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None

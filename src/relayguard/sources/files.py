@@ -47,24 +47,44 @@ def _open(path: str) -> BinaryIO:
 
 
 CHUNK = 1 << 20
+# Longer lines are cut: no syslog daemon writes one (rsyslog's default limit is 8 KiB, Postfix
+# cuts its own at 2 KiB), and a file without newlines must not be held in memory whole.
+MAX_LINE = 64 << 10
+# What a cut line becomes: its first MAX_LINE characters, then NUL, which no log line holds
+# and the parser counts as unparsed (parse.LineParser); the rest of the line is skipped.
+CUT = "\0"
 
 
 def open_lines(path: str) -> Iterator[str]:
     """Yield the lines of one source as text, without their newline. Bytes that are not UTF-8
-    arrive as surrogates (the parser counts such lines as unparsed); a damaged compressed
-    stream ends with InputError. Read by the megabyte: splitting a chunk is cheaper than
-    iterating a text file line by line and stripping each one."""
+    arrive as surrogates (the parser counts such lines as unparsed); a line longer than
+    MAX_LINE arrives cut (see CUT); a damaged compressed stream ends with InputError. Read by
+    the megabyte: splitting a chunk is cheaper than iterating a text file line by line and
+    stripping each one. Memory stays within a few chunks, time linear, whatever the input."""
     raw = _open(path)
     fh = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
     try:
-        tail = ""
+        tail = ""  # the unfinished last line of the chunks so far (at most MAX_LINE)
+        skipping = False  # inside a cut line: its rest is dropped up to its newline
         while True:
             chunk = fh.read(CHUNK)
             if not chunk:
                 break
+            if skipping:
+                nl = chunk.find("\n")
+                if nl < 0:
+                    continue
+                chunk = chunk[nl + 1:]
+                skipping = False
             lines = (tail + chunk).split("\n")
             tail = lines.pop()
+            if max(map(len, lines), default=0) > MAX_LINE:  # one pass in C: cheap
+                lines = [x if len(x) <= MAX_LINE else x[:MAX_LINE] + CUT for x in lines]
             yield from lines
+            if len(tail) > MAX_LINE:
+                yield tail[:MAX_LINE] + CUT
+                tail = ""
+                skipping = True
         if tail:
             yield tail
     except (OSError, EOFError, lzma.LZMAError) as exc:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..sources.files import CUT, MAX_LINE
+
 log = logging.getLogger("relayguard.watch")
 
 CHUNK = 1 << 20
@@ -98,6 +100,20 @@ def _matches_at(fh: BinaryIO, offset: int, h: str | None) -> bool:
         return False
     data = _read_at(fh, offset - n, n)
     return len(data) == n and line_hash(data) == h
+
+
+class _Cut(bytes):
+    """A line longer than MAX_LINE (or its first part, see `_read_fh`)."""
+
+
+class _Skipped(bytes):
+    """The end of a run of bytes of a cut line, skipped."""
+
+
+def _texts(lines: list[bytes]) -> list[str]:
+    """`_read_fh`'s lines as text, without newline; a cut line as in sources.files (CUT)."""
+    return [_decode(x[:MAX_LINE]) + CUT if isinstance(x, _Cut) else _decode(x[:-1])
+            for x in lines if not isinstance(x, _Skipped)]
 
 
 @dataclass
@@ -266,7 +282,12 @@ class FileFollower:
     # ------------------------------------------------------------------ reading
     def _read_fh(self, fh: BinaryIO, pending: bytes, budget: int) -> tuple[list[bytes], bytes, int]:
         """Complete lines available on `fh` (within `budget` bytes): (lines with newline, the
-        new pending partial line, bytes consumed by the complete lines)."""
+        new pending partial line, bytes consumed by the complete lines); `_texts` decodes them.
+
+        A line longer than MAX_LINE is not held: it is handed out as a _Cut (unparsed), its
+        rest consumed as _Skipped runs up to its newline, and an empty _Skipped pending says
+        the line being read is such a rest. Every item is the file's own bytes ending where
+        the consumed bytes end, so offsets and the last line's hash stay exact."""
         lines: list[bytes] = []
         consumed = 0
         read = 0
@@ -275,15 +296,27 @@ class FileFollower:
             if not chunk:
                 break
             read += len(chunk)
+            if isinstance(pending, _Skipped):
+                nl = chunk.find(b"\n")
+                skip = chunk if nl < 0 else chunk[:nl + 1]
+                consumed += len(skip)
+                lines.append(_Skipped(skip[-256:]))  # a suffix is enough for the hash
+                if nl < 0:
+                    continue
+                chunk, pending = chunk[nl + 1:], b""
             buf = pending + chunk
             cut = buf.rfind(b"\n")
-            if cut < 0:
-                pending = buf
-                continue
-            block = buf[:cut + 1]
-            pending = buf[cut + 1:]
-            consumed += len(block)
-            lines.extend(block.splitlines(keepends=True))
+            block, pending = buf[:cut + 1], buf[cut + 1:]
+            if block:
+                consumed += len(block)
+                parts = block.splitlines(keepends=True)
+                if max(map(len, parts)) > MAX_LINE:
+                    parts = [_Cut(x) if len(x) > MAX_LINE else x for x in parts]
+                lines.extend(parts)
+            if len(pending) > MAX_LINE:
+                consumed += len(pending)
+                lines.append(_Cut(pending))
+                pending = _Skipped()
         self.behind = self.behind or read >= budget
         return lines, pending, consumed
 
@@ -295,7 +328,7 @@ class FileFollower:
         if lines:
             self._pos += consumed
             self._last = lines[-1]
-            out.extend(_decode(x[:-1]) for x in lines)
+            out.extend(_texts(lines))
             if not self._head:
                 self._capture_head()
 
@@ -403,7 +436,7 @@ class FileFollower:
         keep = []
         for d in self._draining:
             lines, pending, _ = self._read_fh(d.fh, d.pending, MAX_BYTES_PER_POLL)
-            out.extend(_decode(x[:-1]) for x in lines)
+            out.extend(_texts(lines))
             if lines or pending != d.pending:
                 d.pending, d.grew = pending, now
             if now - d.grew >= self.grace:

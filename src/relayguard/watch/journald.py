@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ..sources.files import CUT, MAX_LINE
 from .follow import Checkpoint
 
 log = logging.getLogger("relayguard.watch")
@@ -83,10 +84,20 @@ class JournalFollower:
 
     def _reader(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            if self._closed:
+        skipping = False  # in the rest of a record longer than MAX_LINE (not held: memory)
+        while not self._closed:
+            raw = proc.stdout.readline(MAX_LINE + 1)
+            if not raw:
                 break
-            self._queue.put(raw.decode("utf-8", "surrogateescape").rstrip("\n"))
+            whole = raw.endswith(b"\n")
+            if skipping:
+                skipping = not whole
+                continue
+            text = raw.decode("utf-8", "surrogateescape")
+            if not whole and len(raw) > MAX_LINE:
+                skipping = True
+                text = text[:MAX_LINE] + CUT  # the parser counts it unparsed, as files.py
+            self._queue.put(text.rstrip("\n"))
         self._queue.put(None)  # end of this process's output
 
     def poll(self) -> list[str]:
