@@ -486,6 +486,22 @@ def test_no_audit_entry_no_lock_no_unlock_no_hook(tmp_path: Path) -> None:
     assert not out.exists()  # the hook never ran
 
 
+def test_no_audit_entry_no_ban_no_unban(tmp_path: Path) -> None:
+    """Bans follow the same policy: without their audit entry they are neither placed nor
+    lifted (one line, exit 2)."""
+    state = tmp_path / "s.db"
+    cfgfile = tmp_path / "rg.toml"
+    cfgfile.write_text("")
+    assert _run(["ban", "add", "192.0.2.1"], state, cfgfile).exit_code == 0
+    _refuse(state, "INSERT")
+    r = _run(["ban", "add", "192.0.2.2", "--reason", "brute force"], state, cfgfile)
+    assert r.exit_code == 2 and "cannot record (database or disk is full)" in r.output
+    r = _run(["ban", "remove", "192.0.2.1"], state, cfgfile)
+    assert r.exit_code == 2 and "cannot record" in r.output
+    rows = json.loads(_run(["ban", "list", "--format", "json"], state, cfgfile).output)
+    assert [x["ip"] for x in rows] == ["192.0.2.1"]  # nothing banned, nothing lifted
+
+
 def test_an_outcome_that_cannot_be_recorded_stays_started_and_says_so(tmp_path: Path) -> None:
     from relayguard.state import audit_trail
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..sanitize import one_line
+from ..state import audit_trail
 from ..state.shared import Ban, SharedState, normalise_network
 from ..state.store import StateError, Store
 from .backends import BanBackend, make_backend
@@ -101,6 +102,7 @@ class Banner(StateHolder):
                   None if ttl_seconds is None else now + float(ttl_seconds),
                   self.backend.name, source)
         previous = self._exact(network, now)
+        entry = self._begin("ban", network, ban, source, reason)  # StateError: not banned
         self.shared.add_ban(ban)
         try:
             self.warnings += self.backend.add(ban, lambda: self.shared.bans(now), now)
@@ -109,10 +111,9 @@ class Banner(StateHolder):
             self.shared.remove_ban(network)
             if previous is not None:
                 self.shared.add_ban(previous)
-            self._audit("ban", network, ban, source, reason, "failed", str(exc))
+            self._complete(entry, "failed", str(exc))
             raise
-        self._audit("ban", network, ban, source, reason, "ok",
-                    "; ".join(self.warnings) or None)
+        self._complete(entry, "ok", "; ".join(self.warnings) or None)
         log.info("banned %s (%s) %s by %s", network, ban.backend,
                  "until removed" if ban.expires is None else f"for {ttl_seconds:g}s", source)
         return ban
@@ -123,19 +124,26 @@ class Banner(StateHolder):
         self.warnings = []
         network = self.parse(ip)
         now = time.time()
+        # The entry is written before the ban is lifted (StateError: not recorded, not done).
+        current = self._exact(network, 0.0)
+        entry = (self._begin("unban", network, current, source, current.reason)
+                 if current is not None else None)
         removed = self.shared.remove_ban(network)
+        if removed is not None and entry is None:  # appeared in between: still on the record
+            entry = self._begin("unban", network, removed, source, removed.reason)
         try:
             self.warnings += self.backend.remove(network, lambda: self.shared.bans(now), now)
         except RespondError as exc:
-            if removed is not None:
-                self._audit("unban", network, removed, source, removed.reason, "failed", str(exc))
+            if removed is not None and entry is not None:
+                self._complete(entry, "failed", str(exc))
                 raise RespondError(f"{network} is off the ban list, but {exc}") from None
             raise
-        if removed is None:
+        if removed is None or entry is None:
+            if entry is not None:
+                entry.discard()  # removed by someone else meanwhile: nothing lifted here
             self.warnings.append(f"{network} was not banned")
             return None
-        self._audit("unban", network, removed, source, removed.reason, "ok",
-                    "; ".join(self.warnings) or None)
+        self._complete(entry, "ok", "; ".join(self.warnings) or None)
         log.info("unbanned %s by %s", network, source)
         return removed
 
@@ -154,8 +162,13 @@ class Banner(StateHolder):
             self.warnings.append(str(exc))
             status, detail = "failed", str(exc)
         for b in expired:
-            self._audit("unban", b.network, b, "expiry", b.reason, status,
-                        detail or "expired")
+            # Expiry has taken effect already (no lookup honours an expired ban): a trail that
+            # cannot be written is a warning, not a reason to stop.
+            try:
+                self._complete(self._begin("unban", b.network, b, "expiry", b.reason), status,
+                               detail or "expired")
+            except StateError as exc:
+                self.warnings.append(str(exc))
         if expired:
             log.info("expired bans: %s", ", ".join(b.network for b in expired))
         return expired
@@ -168,18 +181,16 @@ class Banner(StateHolder):
         self.warnings += self.backend.sync(lambda: self.shared.bans(now), now)
         return len(self.shared.bans(now))
 
-    def _audit(self, action: str, network: str, ban: Ban | None, source: str, reason: str,
-               status: str, detail: str | None) -> None:
-        if self.store is None:
-            return
+    def _begin(self, action: str, network: str, ban: Ban | None, source: str,
+               reason: str) -> audit_trail.Entry:
         selector: dict[str, Any] = {"network": network, "backend": self.backend.name,
                                     "source": source, "reason": one_line(reason, 500)}
         if ban is not None:
             selector["expires"] = ban.to_dict()["expires"]
-        try:
-            self.store.record(action, selector=selector, status=status,
-                              detail=one_line(detail, 500) if detail else None,
-                              command=argv_if_cli(source))
-        except StateError as exc:
-            # The ban happened; losing its record must be loud but must not undo it.
-            self.warnings.append(str(exc))
+        return audit_trail.begin(self.store, action, selector=selector,
+                                 command=argv_if_cli(source))
+
+    def _complete(self, entry: audit_trail.Entry, status: str, detail: str | None) -> None:
+        problem = entry.complete(status, detail=one_line(detail, 500) if detail else None)
+        if problem:
+            self.warnings.append(problem)
