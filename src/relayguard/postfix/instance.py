@@ -28,3 +28,16 @@ class Postfix(Postconf):
         r = self.run("postfix", "reload")
         if not r.ok:
             raise PostfixError(f"postfix reload: {r.complaint()}")
+
+    def reload_if_running(self) -> tuple[bool | None, str | None]:
+        """After a change to main.cf or a map: ``postfix reload`` when the instance runs.
+        ``(reloaded, warning)``: reloaded None when it is not running; the warning says how to
+        finish by hand when the reload failed."""
+        try:
+            if not self.running():
+                return None, None
+            self.reload()
+        except PostfixError as exc:
+            by_hand = "postfix" + (f" -c {self.config_dir}" if self.config_dir else "") + " reload"
+            return False, f"{exc}: the change is written; reload Postfix by hand ({by_hand})"
+        return True, None

@@ -47,14 +47,9 @@ def _postconf_complaints(pf: Postfix) -> list[str]:
 
 
 def _reload(pf: Postfix, result: Applied) -> None:
-    try:
-        if pf.running():
-            pf.reload()
-            result.reloaded = True
-    except PostfixError as exc:
-        result.reloaded = False
-        result.warnings.append(f"{exc}: main.cf is written; reload Postfix by hand "
-                               f"(postfix -c {pf.config_dir} reload)")
+    result.reloaded, warning = pf.reload_if_running()
+    if warning:
+        result.warnings.append(warning)
 
 
 def create_maps(cfg: dict[str, Any], w: Wanted, p: Plan, state_path: str | None) -> list[str]:

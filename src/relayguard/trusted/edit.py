@@ -452,12 +452,7 @@ def apply(pf: Postfix, model: Mynetworks, plan: Plan, backup_base: str | os.Path
         raise TrustedError(f"{why}; every file was restored from {backup_dir}") from None
     result = Applied(backup_dir)
     if reload:
-        try:
-            if pf.running():
-                pf.reload()
-                result.reloaded = True
-        except PostfixError as exc:
-            result.reloaded = False
-            result.warnings.append(f"{exc}: the change is written; reload Postfix by hand "
-                                   "(postfix reload)")
+        result.reloaded, warning = pf.reload_if_running()
+        if warning:
+            result.warnings.append(warning)
     return result
