@@ -262,6 +262,8 @@ class Watcher:
         parse = self.parsers[src.name].parse
         stale_before = time.time() - self.settings.ignore_older if self.settings.ignore_older else None
         self.metrics.lines.labels(src.name).inc(len(lines))
+        for name, n in getattr(src, "take_counts", dict)().items():  # files only
+            self.metrics.file_lines.labels(name).inc(n)
         self.stats.lines += len(lines)
         unparsed_before = self.parsers[src.name].unparsed
         newest = 0.0
