@@ -230,6 +230,8 @@ class Watcher:
                 continue
             if lines:
                 self._process(src, lines)
+            elif getattr(src, "dirty", False):  # a rotated file finished: the checkpoint drops it
+                self._dirty = True
             behind = behind or src.behind
         if periodic:
             self._periodic()

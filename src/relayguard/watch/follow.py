@@ -75,6 +75,11 @@ def line_hash(line: bytes) -> str:
     return f"{len(line)}:{hashlib.blake2b(line, digest_size=16).hexdigest()}"
 
 
+def fingerprint(head: bytes) -> str:
+    """A short name for a file, from its first bytes (the same across renames and compression)."""
+    return line_hash(head)[:20] if head else "empty"
+
+
 def _hash_length(h: str | None) -> int:
     if not h or ":" not in h:
         return 0
@@ -130,8 +135,8 @@ class _File:
         self.head = b""  # the first min(pos, HEAD_BYTES) bytes
         self.lines = lines
         self.grew = time.monotonic()
-        if self.compressed:  # read its head now: a compressed stream does not seek back cheaply
-            self.head = _read_at(fh, 0, min(offset, HEAD_BYTES))
+        if self.compressed:  # read its head now: a compressed stream does not seek back cheaply;
+            self.head = _read_at(fh, 0, HEAD_BYTES)  # and it is complete: all of it counts
         else:
             self.update_head()
         fh.seek(offset)
@@ -215,6 +220,30 @@ class _Candidate:
             return False
 
 
+def _copies(cands: list[_Candidate], found: dict[int, FilePos], current: str) -> set[int]:
+    """Candidates that are a second copy of another one's file, not to be read twice:
+    copytruncate's copy before the truncation, a `.2.gz` still being written from `.1` (its
+    first bytes a prefix of the other's). The one kept: the followed path, else the one the
+    checkpoint names, else the uncompressed one."""
+    def rank(i: int) -> tuple[bool, bool, bool, int]:
+        c = cands[i]
+        return (c.path == current, i in found, c.plain, len(c.first))
+
+    skip: set[int] = set()
+    for i, c in enumerate(cands):
+        for j, o in enumerate(cands):
+            if i == j or j in skip:
+                continue
+            if c.plain:
+                same = bool(c.first) and o.first == c.first
+            else:
+                same = o.plain and o.first.startswith(c.first)
+            if same and rank(j) > rank(i):
+                skip.add(i)
+                break
+    return skip
+
+
 class FileFollower:
     """One followed path. `poll()` returns the complete lines written since the last call."""
 
@@ -231,6 +260,7 @@ class FileFollower:
         self._counts: dict[str, int] = {}  # lines per file name, not yet taken by the daemon
         self.run_counts: dict[str, int] = {}  # lines per file name since start
         self.behind = False  # the last poll stopped at its byte budget: poll again at once
+        self.dirty = False  # the chain changed since the last checkpoint (a file finished)
         self.rotations = 0
         self.truncations = 0
         self.lost = 0  # times where we could not find where we stopped (logged as warnings)
@@ -271,21 +301,17 @@ class FileFollower:
                 cands.append(_Candidate(p))
             except OSError:
                 continue  # gone since the listing (logrotate at work)
-        # Each file of the chain to the one candidate holding it (its own inode preferred);
-        # a second copy of the same file (copytruncate's copy and the original) is not read twice.
-        found: dict[int, tuple[int, FilePos]] = {}
-        copies: set[int] = set()
+        # Each file of the chain to the one candidate holding it (its own inode preferred).
+        found: dict[int, FilePos] = {}
         for fp in chain:
             hits = [i for i, c in enumerate(cands) if i not in found and c.matches(fp)]
             if not hits:
                 self._gap(fp)
                 continue
-            best = next((i for i in hits if cands[i].ident == (fp.dev, fp.ino)), hits[-1]) \
-                if fp.dev is not None else next(
-                    (i for i in hits if cands[i].ident[1] == fp.ino and cands[i].plain), hits[-1])
-            found[best] = (best, fp)
-            if fp.head:
-                copies.update(i for i in hits if i != best)
+            own = [i for i in hits if cands[i].ident[1] == fp.ino and cands[i].plain
+                   and fp.dev in (None, cands[i].ident[0])]
+            found[(own or hits)[-1]] = fp
+        copies = _copies(cands, found, self.path)
         if not found:
             self._open_current(0)
             return
@@ -294,7 +320,7 @@ class FileFollower:
             if i in copies:
                 continue
             c = cands[i]
-            fp = found[i][1] if i in found else None
+            fp = found.get(i)
             offset, lines = (fp.offset, fp.lines) if fp is not None else (0, 0)
             f = self._open(c.path, offset, lines)
             if f is None:
@@ -406,7 +432,7 @@ class FileFollower:
             copy = self._find_copy(cur)
             f = self._open(copy, cur.pos) if copy is not None else None
             if f is not None:
-                f.last = cur.last
+                f.last, f.lines = cur.last, cur.lines  # one file: what we read of it counts
                 self._draining.append(f)
                 self.behind = self._take(f, out, MAX_BYTES_PER_POLL) or self.behind
                 log.info("%s: truncated (copytruncate); reading on in %s from byte %d",
@@ -449,9 +475,10 @@ class FileFollower:
                     out.append(_decode(f.pending))
                     f.lines += 1
                     self._count(f.name, 1)
-                log.info("%s: finished %s (inode %d): %d lines read", self.path, f.name,
-                         f.ident[1], f.lines)
+                log.info("%s: finished %s (inode %d, file %s): %d lines read", self.path,
+                         f.name, f.ident[1], fingerprint(f.head), f.lines)
                 f.close()
+                self.dirty = True
             else:
                 keep.append(f)
         self._draining = keep
@@ -460,6 +487,7 @@ class FileFollower:
     def checkpoint(self) -> Checkpoint:
         """Where a restart must resume: after the last line handed out by `poll`, in every file
         not finished yet."""
+        self.dirty = False
         files = [f.position() for f in self._draining]
         if self._cur is not None:
             files.append(self._cur.position())
