@@ -320,12 +320,12 @@ class FileFollower:
             if i in copies:
                 continue
             c = cands[i]
-            fp = found.get(i)
-            offset, lines = (fp.offset, fp.lines) if fp is not None else (0, 0)
+            at = found.get(i)
+            offset, lines = (at.offset, at.lines) if at is not None else (0, 0)
             f = self._open(c.path, offset, lines)
             if f is None:
                 continue
-            n = _hash_length(fp.line_hash) if fp is not None else 0
+            n = _hash_length(at.line_hash) if at is not None else 0
             if n and not f.compressed:  # our last line: regrowth past it is then seen
                 f.last = _read_at(f.fh, offset - n, n)
             if c.path == self.path:
@@ -333,7 +333,7 @@ class FileFollower:
                 continue
             self._draining.append(f)
             log.info("%s: %s %s from byte %d", self.path,
-                     "reading on" if fp is not None else "rotated while stopped; reading",
+                     "reading on" if at is not None else "rotated while stopped; reading",
                      c.path, offset)
 
     def _gap(self, fp: FilePos) -> None:
