@@ -297,6 +297,7 @@ def test_two_rotations_while_down(tmp_path: Path, how: str) -> None:
         w.write(1000)
         getattr(w, how)()
     w.write(1000)
+    w.close()
     d.start()
     check(d, w, attackers, nears)
     text = d.text()

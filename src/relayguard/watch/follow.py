@@ -187,7 +187,15 @@ class _File:
         return lines, budget is not None and read >= budget
 
     def close(self) -> None:
-        self.fh.close()
+        _close(self.fh)
+
+
+def _close(fh: BinaryIO) -> None:
+    """A decompressing reader does not close the file it was given: both are closed."""
+    raw = getattr(fh, "fileobj", None) or getattr(fh, "_fp", None)
+    fh.close()
+    if raw is not None:
+        raw.close()
 
 
 class _Candidate:
@@ -200,11 +208,16 @@ class _Candidate:
         self.plain = True
         self.first = b""
         try:
-            with open_bytes(path) as fh:
-                self.plain = not _compressed(fh)
-                self.first = fh.read(HEAD_BYTES)
+            fh = open_bytes(path)
+        except _READ_ERRORS:
+            return
+        try:
+            self.plain = not _compressed(fh)
+            self.first = fh.read(HEAD_BYTES)
         except _READ_ERRORS:
             pass
+        finally:
+            _close(fh)
 
     def matches(self, fp: FilePos) -> bool:
         n = _hash_length(fp.head)
@@ -214,10 +227,13 @@ class _Candidate:
             return self.plain and fp.ino == self.ident[1] and fp.dev in (None, self.ident[0])
         # A checkpoint of an older version (no fingerprint): our last line at our offset.
         try:
-            with open_bytes(self.path) as fh:
-                return _matches_at(fh, fp.offset, fp.line_hash)
+            fh = open_bytes(self.path)
         except _READ_ERRORS:
             return False
+        try:
+            return _matches_at(fh, fp.offset, fp.line_hash)
+        finally:
+            _close(fh)
 
 
 def _copies(cands: list[_Candidate], found: dict[int, FilePos], current: str) -> set[int]:
