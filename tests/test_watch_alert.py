@@ -225,6 +225,7 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
     assert m["relayguard_bans_total"][(("cause", "bruteforce"),)] == 1
     assert m["relayguard_locks_active"][()] == 0
     assert m["relayguard_lines_total"][(("source", str(log)),)] == len(lines)
+    assert m["relayguard_file_lines_total"] == {(("file", str(log)),): len(lines)}
     assert m["relayguard_unparsed_lines_total"][()] == 1
     assert {dict(k)["queue"] for k in m["relayguard_queue_messages"]} == {
         "maildrop", "incoming", "active", "deferred", "hold", "corrupt"}

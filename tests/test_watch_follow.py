@@ -5,9 +5,12 @@ files in a temporary directory; every line written is read exactly once."""
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import shutil
 from pathlib import Path
+
+import pytest
 
 from relayguard.state import Store
 from relayguard.watch.checkpoints import Checkpoints
@@ -196,3 +199,45 @@ def test_start_at_end_without_checkpoint(tmp_path: Path) -> None:
     write(log, ["new"])
     assert f.poll() == ["new"]
     f.close()
+
+
+def test_a_rotated_file_stays_in_the_checkpoint_until_read_to_its_end(tmp_path: Path) -> None:
+    """Stopped while syslog still writes to the renamed file: the restart reads the lines
+    written to it after the stop, and the new file from where it stopped — nothing twice."""
+    log = tmp_path / "mail.log"
+    a, b, c, d = numbered("a", 40), numbered("b", 30), numbered("c", 20), numbered("d", 10)
+    write(log, a)
+    f = FileFollower(str(log), grace=60)
+    assert f.poll() == a
+    old = open(log, "a")  # noqa: SIM115 — syslog's descriptor, kept across the rename
+    os.rename(log, tmp_path / "mail.log.1")
+    write(log, b, "w")
+    assert f.poll() == b
+    cp = f.checkpoint()
+    assert [p.name for p in cp.files] == [str(log), str(log)]  # the renamed file, then the new
+    f.close()
+    old.write("".join(x + "\n" for x in c))  # syslog had not reopened yet
+    old.close()
+    write(log, d)
+    g = _restart(tmp_path, log, cp)
+    assert g.poll() == c + d
+    g.close()
+
+
+def test_a_lost_file_is_said_with_its_size(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "mail.log"
+    write(log, numbered("a", 30))
+    f = FileFollower(str(log))
+    f.poll()
+    write(log, numbered("b", 10))  # seen by the checkpoint's size, not read
+    cp = f.checkpoint()
+    f.close()
+    size = log.stat().st_size
+    log.unlink()  # rotated and deleted while stopped (rotate 0)
+    write(log, numbered("c", 5))
+    with caplog.at_level(logging.WARNING, "relayguard.watch"):
+        g = _restart(tmp_path, log, cp)
+    assert g.poll() == numbered("c", 5)
+    [msg] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "was not found" in msg and f"at least {size - cp.offset} bytes" in msg
+    g.close()

@@ -34,6 +34,11 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.lines = Counter("relayguard_lines", "Log lines read, per configured source",
                              ["source"], registry=r)
+        # One series per file name read (the followed file, and the rotated files a restart
+        # finds: `mail.log.1`, `mail.log.2.gz`…): few, and a line lost or read twice shows here.
+        self.file_lines = Counter("relayguard_file_lines",
+                                  "Log lines read, per file (a rotated file under the name it "
+                                  "was read as)", ["file"], registry=r)
         self.unparsed = Counter("relayguard_unparsed_lines",
                                 "Lines whose syslog header could not be read", registry=r)
         self.old = Counter("relayguard_old_lines",

@@ -26,7 +26,9 @@ class NothingUnderstood(InputError):
     inputs.InputSummary. Defined here, compiled, so that it can subclass InputError."""
 
 
-def _open(path: str) -> BinaryIO:
+def open_bytes(path: str) -> BinaryIO:
+    """A log file as bytes, decompressed when its first bytes say gzip, bzip2 or xz (`-`: stdin).
+    Raises InputError with a message for the user."""
     if path == "-":
         return sys.stdin.buffer
     try:
@@ -46,6 +48,7 @@ def _open(path: str) -> BinaryIO:
     return fh
 
 
+_open = open_bytes
 CHUNK = 1 << 20
 # Longer lines are cut: no syslog daemon writes one (rsyslog's default limit is 8 KiB, Postfix
 # cuts its own at 2 KiB), and a file without newlines must not be held in memory whole.

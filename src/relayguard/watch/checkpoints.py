@@ -3,20 +3,37 @@
 Writing where each source stopped together with the failure counts those lines produced keeps
 the two consistent: after a crash or a restart, a line is either counted and behind the
 checkpoint, or neither — never counted twice, never lost.
+
+A file source's row keeps its current file in `inode`, `offset`, `line_hash` (as older versions
+wrote it) and the whole chain of files it is reading — rotated files not finished yet, each with
+its device, inode, fingerprint and offset — as JSON in `cursor` (the column a journal cursor
+uses; a file source has none), so the schema stays as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
 
 from ..state import StateError, Store
-from .follow import Checkpoint
+from .follow import Checkpoint, FilePos
 
 # Keys in the `counters` table (shared with the policy server, whose keys look like
 # "sasl_username:alice|messages|60"): this prefix is ours alone.
 FAILURE_PREFIX = "watch:auth_failure:"
+
+
+_CHAIN = "files:"
+
+
+def _cursor(cp: Checkpoint) -> str | None:
+    if cp.files:
+        return _CHAIN + json.dumps([dataclasses.asdict(f) for f in cp.files],
+                                   separators=(",", ":"))
+    return cp.cursor
 
 
 class Checkpoints:
@@ -29,8 +46,15 @@ class Checkpoints:
                               "WHERE source = ?", (source,)).fetchone()
         if row is None:
             return None
+        cursor, files = row["cursor"], []
+        if cursor and cursor.startswith(_CHAIN):
+            try:
+                files = [FilePos(**f) for f in json.loads(cursor[len(_CHAIN):])]
+            except (ValueError, TypeError):
+                files = []  # unreadable: the single-file columns still say where we were
+            cursor = None
         return Checkpoint(source, row["inode"], row["offset"] or 0, row["line_hash"],
-                          row["cursor"])
+                          cursor, files)
 
     def load_failures(self, since: float) -> dict[str, list[float]]:
         """Authentication failures per client address at or after `since` (one timestamp per
@@ -59,7 +83,7 @@ class Checkpoints:
                         " inode=excluded.inode, offset=excluded.offset,"
                         " line_hash=excluded.line_hash, cursor=excluded.cursor,"
                         " updated=excluded.updated",
-                        (cp.source, cp.inode, cp.offset, cp.line_hash, cp.cursor, now))
+                        (cp.source, cp.inode, cp.offset, cp.line_hash, _cursor(cp), now))
                 for ip, stamps in (failures or {}).items():
                     key = FAILURE_PREFIX + ip
                     self.db.execute("DELETE FROM counters WHERE key = ?", (key,))

@@ -234,6 +234,8 @@ class Watcher:
                 continue
             if lines:
                 self._process(src, lines)
+            elif getattr(src, "dirty", False):  # a rotated file finished: the checkpoint drops it
+                self._dirty = True
             behind = behind or src.behind
         if periodic:
             self._periodic()
@@ -268,6 +270,8 @@ class Watcher:
         ignore = self.settings.ignore_older
         feed.since = time.time() - ignore if ignore else float("-inf")
         self.metrics.lines.labels(src.name).inc(len(lines))
+        for name, n in getattr(src, "take_counts", dict)().items():  # files only
+            self.metrics.file_lines.labels(name).inc(n)
         self.stats.lines += len(lines)
         unparsed_before = self.parsers[src.name].unparsed
         outside, events = feed.outside, self.stats.events
