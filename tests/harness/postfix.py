@@ -59,6 +59,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from relayguard.postfix.programs import find_program
+
 INSTALL_HINT = "apt-get install postfix sasl2-bin libsasl2-modules"
 
 #: Test accounts created in every instance: name -> password.
@@ -86,7 +88,6 @@ DEFAULT_USERS: dict[str, str] = {
 #: Local aliases the instance accepts mail for (everything is delivered to /dev/null).
 LOCAL_ALIASES = ("postmaster", "root", "abuse", "mailer-daemon", "info", "sales", "support")
 
-SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 DIR_PREFIX = "relayguard-postfix-"
 OWNER_FILE = "owner"  # "reapable PID STARTTIME": written only for reapable instances
 
@@ -95,15 +96,7 @@ class PostfixError(RuntimeError):
     """The private instance could not be prepared, started or stopped; the text says why."""
 
 
-def _which(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in SBIN_DIRS:
-        p = Path(d, name)
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    return None
+_which = find_program  # relayguard's own lookup: PATH first (the guard's shims), then sbin
 
 
 def _sasl_plugin_dirs() -> list[Path]:
